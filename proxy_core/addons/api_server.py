@@ -1,0 +1,130 @@
+"""ApiServer: serves the hub's API on a Unix socket (0600) and, optionally, loopback TCP."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets, bind_unix_socket
+
+from ..api import make_app
+from ..hub import Hub
+
+logger = logging.getLogger(__name__)
+
+
+def parse_listen(spec: str) -> tuple[str, int]:
+    host, colon, port = spec.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{spec!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ApiServer:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.servers: list[HTTPServer] = []
+        self.socket_path: Path | None = None
+        self.is_running = False
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "streamtap_api_socket", str, "run/streamtap.sock", "Unix socket of the streamtap API ('' to disable)."
+        )
+        loader.add_option(
+            "streamtap_api_listen", str, "", "Also serve the API on this HOST:PORT (loopback unless a token is set)."
+        )
+        loader.add_option(
+            "streamtap_api_token", str, "", "Bearer token the TCP API listener requires ('' for none)."
+        )
+        loader.add_option("streamtap_buffer_events", int, 100_000, "Events kept in the hub's ring buffer.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "streamtap_buffer_events" in updated:
+            if ctx.options.streamtap_buffer_events < 1:
+                raise exceptions.OptionsError("streamtap_buffer_events: must be at least 1")
+            self.hub.set_capacity(ctx.options.streamtap_buffer_events)
+        if "streamtap_api_listen" in updated or "streamtap_api_token" in updated:
+            if ctx.options.streamtap_api_listen:
+                try:
+                    host, _ = parse_listen(ctx.options.streamtap_api_listen)
+                except ValueError as e:
+                    raise exceptions.OptionsError(f"streamtap_api_listen: {e}") from None
+                if not is_loopback(host) and not ctx.options.streamtap_api_token:
+                    raise exceptions.OptionsError(
+                        f"streamtap_api_listen: {host} is not loopback; set streamtap_api_token to serve it"
+                    )
+        if self.is_running and updated & {"streamtap_api_socket", "streamtap_api_listen", "streamtap_api_token"}:
+            self.stop()
+            self.start()
+
+    async def running(self) -> None:
+        self.is_running = True
+        self.start()
+
+    def done(self) -> None:
+        self.hub.close()
+        self.stop()
+
+    def start(self) -> None:
+        if path := ctx.options.streamtap_api_socket:
+            self.socket_path = Path(path)
+            server = HTTPServer(make_app(self.hub), idle_connection_timeout=3600)
+            server.add_socket(_bind_private_unix_socket(self.socket_path))
+            self.servers.append(server)
+            logger.info(f"streamtap API listening at unix:{path}")
+        if listen := ctx.options.streamtap_api_listen:
+            host, port = parse_listen(listen)
+            token = ctx.options.streamtap_api_token or None
+            server = HTTPServer(make_app(self.hub, token=token))
+            sockets = bind_sockets(port, host)
+            server.add_sockets(sockets)
+            self.servers.append(server)
+            bound = sockets[0].getsockname()
+            logger.info(f"streamtap API listening at http://{host}:{bound[1]}")
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+            server.close_all_connections  # noqa: B018 - closed by the loop shutting down
+        self.servers = []
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
+            self.socket_path = None
+
+
+def _bind_private_unix_socket(path: Path) -> socket.socket:
+    """Bind `path` with mode 0600 in a 0700 directory, refusing to steal a live socket."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise OSError(f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: left by a process that did not shut down
+        else:
+            raise OSError(f"another process is serving on {path}")
+        finally:
+            probe.close()
+    old_umask = os.umask(0o177)
+    try:
+        return bind_unix_socket(str(path), mode=0o600)
+    finally:
+        os.umask(old_umask)

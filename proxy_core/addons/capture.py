@@ -1,0 +1,149 @@
+"""StreamCapture: tap every routed response and publish its events to the hub."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from ..decoders.sse import DEFAULT_MAX_EVENT_BYTES
+from ..events import DecodeError, StreamAbort
+from ..hub import Hub, StreamRecord
+from ..redact import redact_headers, redact_url
+from ..tap import StreamTap
+from .routing import ROUTE, TAG
+
+logger = logging.getLogger(__name__)
+
+TAPPED = "streamtap.tap"
+
+
+class FlowTap:
+    """The callable mitmproxy streams the response body through.
+
+    Returns every chunk unchanged, at once, and never raises: an exception here would
+    break mitmproxy's handler for the connection and leave the client hanging.
+    """
+
+    def __init__(self, hub: Hub, record: StreamRecord, tap: StreamTap) -> None:
+        self.hub = hub
+        self.record = record
+        self.tap = tap
+        self.finished = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        try:
+            if chunk:
+                self._publish(self.tap.feed(chunk))
+            else:
+                self.finish()
+        except Exception as e:  # pragma: no cover - defence in depth
+            logger.exception("streamtap: tap failed for stream %s", self.record.id)
+            self._publish([DecodeError(f"internal error: {e!r}", self.tap.wire_bytes)])
+        return chunk
+
+    def finish(self) -> None:
+        """The body ended: flush the decoders and publish the terminal event."""
+        if self.finished:
+            return
+        self.finished = True
+        self._publish(self.tap.close())
+        self._publish([self.tap.outcome(self.record.next_seq + 1)])
+
+    def abort(self, by: str, message: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        # No flush: a half-received event is not an event. Everything whole has been sent.
+        totals = self.tap.totals(self.record.next_seq + 1)
+        self._publish([StreamAbort(by, message, totals)])
+
+    def _publish(self, payloads: list[Any]) -> None:
+        for payload in payloads:
+            self.hub.publish(self.record.id, payload)
+
+
+class StreamCapture:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._taps: weakref.WeakSet[FlowTap] = weakref.WeakSet()
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "streamtap_max_event_bytes",
+            int,
+            DEFAULT_MAX_EVENT_BYTES,
+            "Largest single decoded event; a larger one becomes a decode.error and is skipped.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "streamtap_max_event_bytes" in updated and ctx.options.streamtap_max_event_bytes < 1024:
+            raise exceptions.OptionsError("streamtap_max_event_bytes: must be at least 1024")
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        route = flow.metadata.get(ROUTE)
+        if route is None or flow.response is None:
+            return
+        response = flow.response
+        record = self.hub.open_stream(_request_info(flow, route.provider), _response_info(response))
+        tap = StreamTap(
+            route.provider,
+            response.status_code,
+            response.headers.get("content-type"),
+            response.headers.get("content-encoding"),
+            ctx.options.streamtap_max_event_bytes,
+        )
+        flow_tap = FlowTap(self.hub, record, tap)
+        flow.metadata[TAPPED] = flow_tap
+        self._taps.add(flow_tap)
+        response.stream = flow_tap
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        # Normally done by the final b"" chunk; this covers bodies that never streamed.
+        if (flow_tap := flow.metadata.get(TAPPED)) is not None:
+            flow_tap.finish()
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        flow_tap: FlowTap | None = flow.metadata.get(TAPPED)
+        if flow_tap is None or flow.error is None:
+            return
+        message = flow.error.msg
+        flow_tap.abort(_aborted_by(message), message)
+
+    def done(self) -> None:
+        for flow_tap in list(self._taps):
+            flow_tap.abort("proxy", "streamtap shut down")
+
+
+def _aborted_by(message: str) -> str:
+    lowered = message.lower()
+    if "killed" in lowered and "client" not in lowered:
+        return "proxy"
+    return "client" if "client" in lowered else "upstream"
+
+
+def _request_info(flow: http.HTTPFlow, provider: str) -> dict[str, Any]:
+    request = flow.request
+    peer = flow.client_conn.peername
+    return {
+        "method": request.method,
+        "url": redact_url(request.pretty_url),
+        "host": request.pretty_host,
+        "path": redact_url(request.path),
+        "provider": provider,
+        "tag": flow.metadata.get(TAG),
+        "client": f"{peer[0]}:{peer[1]}" if peer else None,
+        "http_version": request.http_version,
+        "headers": redact_headers(request.headers.items(multi=True)),
+    }
+
+
+def _response_info(response: http.Response) -> dict[str, Any]:
+    return {
+        "status": response.status_code,
+        "headers": redact_headers(response.headers.items(multi=True)),
+        "content_type": response.headers.get("content-type"),
+        "content_encoding": response.headers.get("content-encoding"),
+    }

@@ -1,0 +1,93 @@
+"""Routing: decrypt only routed hosts, redirect `connect_to` targets, tag requests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from mitmproxy import ctx, exceptions, http, tls
+from mitmproxy.proxy import server_hooks
+
+from ..routes import DEFAULT_ROUTES, RouteError, RouteTable, parse_route
+
+logger = logging.getLogger(__name__)
+
+ROUTE = "streamtap.route"
+TAG = "streamtap.tag"
+TAG_HEADER = "x-streamtap-tag"
+
+
+def default_route_specs() -> list[str]:
+    return [f"{r['host']}:{r['path']}={r['provider']}" for r in DEFAULT_ROUTES]
+
+
+def parse_connect_to(spec: str) -> tuple[tuple[str, int], tuple[str, int]]:
+    """`HOST:PORT=ADDR:PORT`, as curl's --connect-to HOST:PORT:ADDR:PORT."""
+    source, eq, target = spec.partition("=")
+    if not eq:
+        raise ValueError(f"{spec!r}: expected HOST:PORT=ADDRESS:PORT")
+    return _host_port(source, spec), _host_port(target, spec)
+
+
+def _host_port(text: str, spec: str) -> tuple[str, int]:
+    host, colon, port = text.strip().rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{spec!r}: {text!r} is not HOST:PORT")
+    return host.strip("[]").lower(), int(port)
+
+
+class Routing:
+    def __init__(self) -> None:
+        self.table = RouteTable([])
+        self.connect_to: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "streamtap_routes",
+            Sequence[str],
+            default_route_specs(),
+            "Routes to decrypt and decode, as HOST[:PATH_REGEX]=PROVIDER. Hosts with no "
+            "route are passed through without decryption.",
+        )
+        loader.add_option(
+            "streamtap_connect_to",
+            Sequence[str],
+            [],
+            "Connect to another address for a host, keeping its TLS name, as "
+            "HOST:PORT=ADDRESS:PORT (like curl --connect-to).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "streamtap_routes" in updated:
+            try:
+                self.table = RouteTable([parse_route(s) for s in ctx.options.streamtap_routes])
+            except RouteError as e:
+                raise exceptions.OptionsError(f"streamtap_routes: {e}") from None
+        if "streamtap_connect_to" in updated:
+            try:
+                self.connect_to = dict(parse_connect_to(s) for s in ctx.options.streamtap_connect_to)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"streamtap_connect_to: {e}") from None
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        host = data.client_hello.sni or (data.context.server.address or ("",))[0]
+        if not self.table.intercepts(host):
+            data.ignore_connection = True
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is None:
+            return
+        host, port, *_ = data.server.address
+        target = self.connect_to.get((str(host).lower(), port))
+        if target is not None:
+            if data.server.sni is None:
+                data.server.sni = str(host)  # the TLS name stays the requested host
+            data.server.address = target
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        tag = flow.request.headers.pop(TAG_HEADER, None)
+        if tag is not None:
+            flow.metadata[TAG] = tag
+        route = self.table.match(flow.request.pretty_host, flow.request.path)
+        if route is not None:
+            flow.metadata[ROUTE] = route

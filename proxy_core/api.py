@@ -1,0 +1,256 @@
+"""The HTTP API over the hub (tornado): health, metrics, events (SSE or NDJSON), streams.
+
+docs/api.md is the reference. Handlers only read the hub; the per-chunk proxy path
+never waits for them.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import tornado.iostream
+import tornado.web
+
+from . import __version__
+from .events import Envelope, dumps, gap_event
+from .hub import Hub
+
+KEEPALIVE_SECONDS = 15.0
+BATCH = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    hub: Hub
+    token: str | None
+
+    def initialize(self, hub: Hub, token: str | None = None) -> None:
+        self.hub = hub
+        self.token = token
+
+    def prepare(self) -> None:
+        if self.token:
+            given = self.request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                self.set_header("WWW-Authenticate", 'Bearer realm="streamtap"')
+                raise ApiError(401, "missing or wrong bearer token")
+
+    def write_json(self, obj: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps(obj) + b"\n")
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, ApiError):
+            self.write_json({"error": str(e)}, e.status)
+        else:
+            super()._handle_request_exception(e)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.finish(dumps({"error": self._reason}) + b"\n")
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ApiError(400, f"{name}: expected an integer, got {raw!r}") from None
+
+    def bool_arg(self, name: str, default: bool) -> bool:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ApiError(400, f"{name}: expected true or false, got {raw!r}")
+
+
+class EventStreamMixin(BaseHandler):
+    """Writes hub events from an offset on, as SSE or NDJSON, optionally following."""
+
+    _gone = False
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+
+    def wants_ndjson(self) -> bool:
+        if self.get_query_argument("format", "") == "ndjson":
+            return True
+        return "application/x-ndjson" in self.request.headers.get("Accept", "")
+
+    def resume_point(self) -> int:
+        """The offset the reader has already seen: Last-Event-ID wins over since=."""
+        last_id = self.request.headers.get("Last-Event-ID")
+        if last_id:
+            try:
+                return int(last_id)
+            except ValueError:
+                raise ApiError(400, f"Last-Event-ID: expected an offset, got {last_id!r}") from None
+        raw = self.get_query_argument("since", None)
+        if raw == "now":
+            return self.hub.last_offset
+        since = self.int_arg("since", 0)
+        assert since is not None
+        if since < 0:
+            raise ApiError(400, "since: must be an offset >= 0 or 'now'")
+        return since
+
+    async def send_events(
+        self, after: int, match: Callable[[Envelope], bool], follow: bool, until_end_of: str | None = None
+    ) -> None:
+        ndjson = self.wants_ndjson()
+        self.set_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")
+        cursor = after
+        try:
+            await self.flush()  # headers now: a follower knows it is connected
+            while not self._gone:
+                gap, batch = self.hub.read(cursor, BATCH)
+                if gap is not None:
+                    self._write_one(dumps(gap_event(*gap, self.hub.clock())), gap[1], ndjson)
+                done = False
+                for env in batch:
+                    cursor = env.offset
+                    if match(env):
+                        self._write_one(env.json, env.offset, ndjson)
+                        if until_end_of is not None and env.payload.terminal and env.stream == until_end_of:
+                            done = True
+                            break
+                if gap is not None or batch:
+                    await self.flush()
+                if done or self.hub.closed:
+                    break
+                if batch:
+                    continue
+                if not follow:
+                    break
+                if not await self.hub.wait(cursor, KEEPALIVE_SECONDS) and not ndjson:
+                    self.write(b": keep-alive\n\n")
+                    await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return
+        self.finish()
+
+    def _write_one(self, data: bytes, offset: int, ndjson: bool) -> None:
+        if ndjson:
+            self.write(data + b"\n")
+        else:
+            self.write(b"id: %d\ndata: %s\n\n" % (offset, data))
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        serving = not self.hub.closed
+        self.write_json(
+            {
+                "status": "ok" if serving else "stopping",
+                "version": __version__,
+                "last_offset": self.hub.last_offset,
+                "oldest_offset": self.hub.ring.oldest if self.hub.last_offset else None,
+                "active_streams": self.hub.active_streams,
+                "streams": len(self.hub.streams),
+            },
+            200 if serving else 503,
+        )
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        lines = [
+            "# HELP streamtap_events_total Events published, by type.",
+            "# TYPE streamtap_events_total counter",
+        ]
+        for kind, count in sorted(self.hub.counts.items()):
+            lines.append(f'streamtap_events_total{{type="{kind}"}} {count}')
+        lines += [
+            "# HELP streamtap_active_streams Streams being captured now.",
+            "# TYPE streamtap_active_streams gauge",
+            f"streamtap_active_streams {self.hub.active_streams}",
+            "# HELP streamtap_last_offset Offset of the newest event.",
+            "# TYPE streamtap_last_offset gauge",
+            f"streamtap_last_offset {self.hub.last_offset}",
+        ]
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish("\n".join(lines) + "\n")
+
+
+class EventsHandler(EventStreamMixin):
+    async def get(self) -> None:
+        after = self.resume_point()
+        stream = self.get_query_argument("stream", None)
+        host = self.get_query_argument("host", None)
+        types = {t.strip() for t in self.get_query_argument("types", "").split(",") if t.strip()}
+        follow = self.bool_arg("follow", True)
+
+        def match(env: Envelope) -> bool:
+            return (
+                (stream is None or env.stream == stream)
+                and (host is None or env.host == host)
+                and (not types or env.payload.type in types)
+            )
+
+        await self.send_events(after, match, follow)
+
+
+class StreamsHandler(BaseHandler):
+    def get(self) -> None:
+        state = self.get_query_argument("state", None)
+        streams = [r.summary() for r in self.hub.streams.values() if state is None or r.state == state]
+        self.write_json({"streams": streams, "last_offset": self.hub.last_offset})
+
+    def delete(self) -> None:
+        self.write_json({"forgotten": self.hub.forget_finished()})
+
+
+class StreamHandler(BaseHandler):
+    def get(self, stream_id: str) -> None:
+        record = self.hub.streams.get(stream_id)
+        if record is None:
+            raise ApiError(404, f"no stream {stream_id!r}")
+        self.write_json({**record.summary(), "message": record.message()})
+
+
+class StreamEventsHandler(EventStreamMixin):
+    async def get(self, stream_id: str) -> None:
+        record = self.hub.streams.get(stream_id)
+        if record is None:
+            raise ApiError(404, f"no stream {stream_id!r}")
+        has_resume = "Last-Event-ID" in self.request.headers or self.get_query_argument("since", None)
+        after = self.resume_point() if has_resume else record.first_offset - 1
+        follow = self.bool_arg("follow", True)
+        await self.send_events(after, lambda env: env.stream == stream_id, follow, until_end_of=stream_id)
+
+
+def make_app(hub: Hub, token: str | None = None) -> tornado.web.Application:
+    kwargs = {"hub": hub, "token": token}
+    return tornado.web.Application(
+        [
+            (r"/healthz", HealthHandler, kwargs),
+            (r"/metrics", MetricsHandler, kwargs),
+            (r"/v1/events", EventsHandler, kwargs),
+            (r"/v1/streams", StreamsHandler, kwargs),
+            (r"/v1/streams/([^/]+)", StreamHandler, kwargs),
+            (r"/v1/streams/([^/]+)/events", StreamEventsHandler, kwargs),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=kwargs,
+    )
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        raise ApiError(404, f"no such endpoint: {self.request.path}")
+

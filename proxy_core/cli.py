@@ -1,0 +1,230 @@
+"""The `streamtap` command line: run, ca, env, tail."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+from .routes import RouteError, parse_route
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"streamtap: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamtap", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"streamtap {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="start the proxy and the API")
+    run.add_argument("--config", metavar="FILE", help="YAML configuration (see docs/config.md)")
+    run.add_argument("--listen", metavar="HOST:PORT", help="proxy address (default 127.0.0.1:8080)")
+    run.add_argument("--certs", metavar="DIR", help="CA directory (default certs)")
+    run.add_argument("--api-socket", metavar="PATH", help="API Unix socket (default run/streamtap.sock)")
+    run.add_argument("--api-listen", metavar="HOST:PORT", help="also serve the API on loopback TCP")
+    run.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="HOST[:PATH_REGEX]=PROVIDER",
+        help="add a route (repeatable)",
+    )
+    run.add_argument("--upstream-proxy", metavar="URL", help="send upstream traffic through this HTTP(S) proxy")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="setoptions",
+        metavar="OPTION=VALUE",
+        help="set any mitmproxy option, as mitmdump --set does (repeatable)",
+    )
+    run.set_defaults(func=cmd_run)
+
+    ca = sub.add_parser("ca", help="the local certificate authority")
+    ca.add_argument("action", choices=["show", "path"])
+    ca.add_argument("--certs", metavar="DIR", default=None, help="CA directory (default certs)")
+    ca.add_argument("--config", metavar="FILE", help="take certs_dir from this configuration")
+    ca.set_defaults(func=cmd_ca)
+
+    env = sub.add_parser("env", help="shell exports that point clients at the proxy")
+    env.add_argument("--config", metavar="FILE")
+    env.add_argument("--certs", metavar="DIR")
+    env.add_argument("--listen", metavar="HOST:PORT")
+    env.set_defaults(func=cmd_env)
+
+    tail = sub.add_parser("tail", help="follow the events on the API socket")
+    tail.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock")
+    tail.add_argument("--since", default="now", help="offset to start after, or 'now' (default)")
+    tail.add_argument("--json", action="store_true", help="print raw events as NDJSON")
+    tail.set_defaults(func=cmd_tail)
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(getattr(args, "config", None))
+    if getattr(args, "listen", None):
+        cfg.listen = args.listen
+    if getattr(args, "certs", None):
+        cfg.certs_dir = args.certs
+    if getattr(args, "api_socket", None) is not None:
+        cfg.api_socket = args.api_socket
+    if getattr(args, "api_listen", None):
+        cfg.api_listen = args.api_listen
+    if getattr(args, "upstream_proxy", None):
+        cfg.upstream_proxy = args.upstream_proxy
+    for spec in getattr(args, "route", []):
+        try:
+            cfg.routes.append(parse_route(spec))
+        except RouteError as e:
+            raise ConfigError(f"--route: {e}") from None
+    cfg.check()
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mitmproxy import exceptions
+
+    from .ca import ensure_ca
+
+    cfg = resolve_config(args)
+    ca_cert = ensure_ca(cfg.certs_dir)
+    try:
+        return asyncio.run(_run(cfg, args.setoptions, ca_cert))
+    except exceptions.OptionsError as e:
+        print(f"streamtap: {e}", file=sys.stderr)
+        return 2
+
+
+async def _run(cfg: Config, setoptions: list[str], ca_cert: Path) -> int:
+    from mitmproxy import options
+    from mitmproxy.tools.dump import DumpMaster
+
+    from .addons import default_addons
+
+    # As mitmdump does: the root logger passes everything, termlog_verbosity filters.
+    logging.getLogger().setLevel(logging.DEBUG)
+    for noisy in ("tornado", "asyncio", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    opts = options.Options()
+    master = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    master.addons.add(*default_addons())
+    opts.update(**cfg.to_options())
+    opts.set(*setoptions)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    print(_banner(cfg, ca_cert), file=sys.stderr, flush=True)
+    await master.run()
+    return 0
+
+
+def _banner(cfg: Config, ca_cert: Path) -> str:
+    proxy = f"http://{cfg.listen}"
+    routes = ", ".join(sorted({r.host for r in cfg.routes}))
+    lines = [
+        f"streamtap {__version__}: proxy {proxy}, API unix:{cfg.api_socket or '(off)'}",
+        f"  CA certificate: {ca_cert}  (trust it, or pass it to your client)",
+        f"  decrypting only: {routes}",
+        f"  point a client at it:  export HTTPS_PROXY={proxy} SSL_CERT_FILE={ca_cert}",
+        f"                     or: curl --proxy {proxy} --cacert {ca_cert} https://...",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_ca(args: argparse.Namespace) -> int:
+    from .ca import describe, ensure_ca
+
+    certs = args.certs or load_config(args.config).certs_dir
+    path = ensure_ca(certs)
+    if args.action == "path":
+        print(path.resolve())
+    else:
+        print("\n".join(describe(path).lines()))
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from .ca import ensure_ca
+
+    cfg = resolve_config(args)
+    ca = ensure_ca(cfg.certs_dir).resolve()
+    proxy = f"http://{cfg.listen}"
+    exports = {
+        "HTTPS_PROXY": proxy,
+        "HTTP_PROXY": proxy,
+        "https_proxy": proxy,
+        "http_proxy": proxy,
+        "NO_PROXY": "localhost,127.0.0.1,::1",
+        "SSL_CERT_FILE": str(ca),
+        "REQUESTS_CA_BUNDLE": str(ca),
+        "CURL_CA_BUNDLE": str(ca),
+        "NODE_EXTRA_CA_CERTS": str(ca),
+    }
+    for name, value in exports.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from .client import follow_events
+
+    try:
+        for event in follow_events(args.api_socket, since=args.since):
+            if args.json:
+                print(json.dumps(event, ensure_ascii=False), flush=True)
+            else:
+                _print_human(event)
+    except (ConnectionError, FileNotFoundError) as e:
+        print(f"streamtap: cannot reach the API at {args.api_socket}: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _print_human(event: dict[str, Any]) -> None:
+    kind = event.get("type")
+    sid = event.get("stream")
+    if kind == "stream.start":
+        req = event["request"]
+        tag = f" tag={req['tag']}" if req.get("tag") else ""
+        print(f"\n── {sid} {req['method']} {req['url']} [{req['provider']}]{tag}", flush=True)
+    elif kind in ("text.delta", "reasoning.delta"):
+        sys.stdout.write(event["text"] if kind == "text.delta" else f"\x1b[2m{event['text']}\x1b[0m")
+        sys.stdout.flush()
+    elif kind == "tool_call":
+        print(f"\n[tool_call {event['name']} {json.dumps(event['arguments'], ensure_ascii=False)}]", flush=True)
+    elif kind in ("stream.end", "stream.abort", "stream.error"):
+        detail = event.get("finish_reason") or event.get("message") or ""
+        print(f"\n── {sid} {kind} {detail}", flush=True)
+    elif kind in ("decode.error", "gap"):
+        print(f"\n[{kind} {json.dumps({k: v for k, v in event.items() if k not in ('type',)})}]", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""streamtap's YAML configuration: read, checked, and turned into mitmproxy options.
+
+Every problem is reported as one line naming the key: `routes[1].provider: unknown
+provider 'x' (one of: ...)`. docs/config.md documents every key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .addons.api_server import is_loopback, parse_listen
+from .addons.routing import parse_connect_to
+from .routes import DEFAULT_ROUTES, Route, RouteError, make_route
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(slots=True)
+class Config:
+    listen: str = "127.0.0.1:8080"
+    upstream_proxy: str | None = None
+    auth: str | None = None
+    certs_dir: str = "certs"
+    api_socket: str = "run/streamtap.sock"
+    api_listen: str | None = None
+    api_token: str | None = None
+    buffer_events: int = 100_000
+    idle_timeout: float = 60
+    routes: list[Route] = field(default_factory=lambda: [make_route(**r) for r in DEFAULT_ROUTES])
+    connect_to: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Checks that span keys (a single key is checked where it is read)."""
+        host, _ = _listen("proxy.listen", self.listen)
+        if not is_loopback(host) and not self.auth:
+            raise ConfigError(
+                f"proxy.listen: {host} is not loopback; set proxy.auth (USER:PASS) to listen there"
+            )
+        if self.api_listen:
+            api_host, _ = _listen("api.listen", self.api_listen)
+            if not is_loopback(api_host) and not self.api_token:
+                raise ConfigError(f"api.listen: {api_host} is not loopback; set api.token to listen there")
+
+    def to_options(self) -> dict[str, Any]:
+        """The mitmproxy options (ours and its own) this configuration stands for."""
+        host, port = _listen("proxy.listen", self.listen)
+        return {
+            "listen_host": host,
+            "listen_port": port,
+            "mode": [f"upstream:{self.upstream_proxy}"] if self.upstream_proxy else ["regular"],
+            "proxyauth": self.auth,
+            "confdir": self.certs_dir,
+            "streamtap_api_socket": self.api_socket,
+            "streamtap_api_listen": self.api_listen or "",
+            "streamtap_api_token": self.api_token or "",
+            "streamtap_buffer_events": self.buffer_events,
+            "streamtap_routes": [r.spec() for r in self.routes],
+            "streamtap_connect_to": [f"{k}={v}" for k, v in self.connect_to.items()],
+        }
+
+
+SCHEMA: dict[str, Any] = {
+    "proxy": {"listen": str, "upstream_proxy": str, "auth": str},
+    "certs_dir": str,
+    "api": {"socket": str, "listen": str, "token": str},
+    "capture": {"buffer_events": int, "idle_timeout": (int, float), "dir": str},
+    "routes": list,
+    "connect_to": dict,
+}
+
+
+def load_config(path: str | Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    try:
+        return config_from_dict(data or {})
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def config_from_dict(data: Any) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of keys")
+    _check_keys(data, SCHEMA, "")
+    cfg = Config()
+    proxy = data.get("proxy") or {}
+    api = data.get("api") or {}
+    capture = data.get("capture") or {}
+    cfg.listen = proxy.get("listen") or cfg.listen
+    _listen("proxy.listen", cfg.listen)
+    if proxy.get("upstream_proxy"):
+        cfg.upstream_proxy = _upstream_proxy(proxy["upstream_proxy"])
+    if proxy.get("auth"):
+        if ":" not in proxy["auth"]:
+            raise ConfigError("proxy.auth: expected USER:PASS")
+        cfg.auth = proxy["auth"]
+    cfg.certs_dir = data.get("certs_dir") or cfg.certs_dir
+    if "socket" in api:
+        cfg.api_socket = api["socket"] or ""
+    cfg.api_listen = api.get("listen") or None
+    cfg.api_token = api.get("token") or None
+    if "buffer_events" in capture:
+        cfg.buffer_events = _positive("capture.buffer_events", capture["buffer_events"])
+    if "idle_timeout" in capture:
+        cfg.idle_timeout = _positive("capture.idle_timeout", capture["idle_timeout"])
+    if capture.get("dir"):
+        raise ConfigError("capture.dir: captures on disk are not supported yet (leave it null)")
+    if "routes" in data:
+        cfg.routes = _routes(data["routes"])
+    cfg.connect_to = _connect_to(data.get("connect_to") or {})
+    cfg.check()
+    return cfg
+
+
+def _check_keys(data: dict[str, Any], schema: dict[str, Any], prefix: str) -> None:
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in schema:
+            raise ConfigError(f"{name}: unknown key (expected one of: {', '.join(schema)})")
+        expected = schema[key]
+        if value is None:
+            continue
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name}: must be a mapping")
+            _check_keys(value, expected, f"{name}.")
+        elif not isinstance(value, expected) or isinstance(value, bool):
+            kinds = expected if isinstance(expected, tuple) else (expected,)
+            want = " or ".join({"str": "a string", "int": "an integer", "float": "a number",
+                                "list": "a list", "dict": "a mapping"}[k.__name__] for k in kinds)
+            raise ConfigError(f"{name}: must be {want}, not {value!r}")
+
+
+def _listen(key: str, value: str) -> tuple[str, int]:
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
+def _positive(key: str, value: Any) -> Any:
+    if value <= 0:
+        raise ConfigError(f"{key}: must be greater than 0, not {value!r}")
+    return value
+
+
+def _upstream_proxy(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"proxy.upstream_proxy: {url!r} is not an http:// or https:// proxy URL")
+    return url
+
+
+def _routes(value: Any) -> list[Route]:
+    routes = []
+    for i, item in enumerate(value):
+        key = f"routes[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{key}: must be a mapping with host, path and provider")
+        unknown = set(item) - {"host", "path", "provider"}
+        if unknown:
+            raise ConfigError(f"{key}.{sorted(unknown)[0]}: unknown key (expected host, path, provider)")
+        try:
+            routes.append(make_route(item.get("host"), item.get("path"), item.get("provider")))
+        except RouteError as e:
+            raise ConfigError(f"{key}.{e}") from None
+    return routes
+
+
+def _connect_to(value: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for source, target in value.items():
+        try:
+            parse_connect_to(f"{source}={target}")
+        except ValueError as e:
+            raise ConfigError(f"connect_to: {e}") from None
+        out[str(source)] = str(target)
+    return out

@@ -1,0 +1,1 @@
+"""Pure, incremental decoders: `feed(bytes) -> events`, `close() -> events`, no IO."""

@@ -1,0 +1,239 @@
+"""The hub: sequencing, the ring buffer of recent events, stream state, and wake-ups.
+
+Every payload enters through `publish`, which gives it the stream's next `seq` and the
+next hub-wide `offset` (1, 2, 3 ...). Events live in a fixed-size ring indexed by
+offset, so a reader at any offset is served in O(1) and a slow reader costs the proxy
+nothing: it simply finds, when it comes back, that the ring has moved past it, and is
+told so with a `gap`. Publishing never waits and never allocates per subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import (
+    Envelope,
+    Payload,
+    ReasoningDelta,
+    StreamStart,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+
+logger = logging.getLogger(__name__)
+
+STATE_OF_TERMINAL = {"stream.end": "ended", "stream.abort": "aborted", "stream.error": "error"}
+
+
+@dataclass(slots=True)
+class StreamRecord:
+    """One response being (or having been) captured, and its reassembled message."""
+
+    id: str
+    request: dict[str, Any]
+    response: dict[str, Any]
+    started: float
+    state: str = "active"
+    next_seq: int = 0
+    first_offset: int = 0
+    last_offset: int = 0
+    ended: float | None = None
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    outcome: dict[str, Any] | None = None
+
+    @property
+    def host(self) -> str:
+        return self.request.get("host", "")
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    def absorb(self, payload: Payload) -> None:
+        if isinstance(payload, TextDelta):
+            self.text.append(payload.text)
+        elif isinstance(payload, ReasoningDelta):
+            self.reasoning.append(payload.text)
+        elif isinstance(payload, ToolCall):
+            self.tool_calls.append(payload.fields())
+        elif isinstance(payload, Usage):
+            self.usage = payload.fields()
+        elif payload.terminal:
+            self.state = STATE_OF_TERMINAL[payload.type]
+            self.outcome = {"type": payload.type, **payload.fields()}
+            self.finish_reason = getattr(payload, "finish_reason", None)
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "text": "".join(self.text),
+            "reasoning": "".join(self.reasoning),
+            "tool_calls": self.tool_calls,
+            "usage": self.usage,
+            "finish_reason": self.finish_reason,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "started": self.started,
+            "ended": self.ended,
+            "request": self.request,
+            "response": self.response,
+            "first_offset": self.first_offset,
+            "last_offset": self.last_offset,
+            "last_seq": self.next_seq - 1,
+            "outcome": self.outcome,
+        }
+
+
+class Ring:
+    """The last `capacity` events, addressed by offset."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("ring capacity must be at least 1")
+        self.capacity = capacity
+        self._slots: list[Envelope | None] = [None] * capacity
+        self.last = 0  # offset of the newest event; 0 when empty
+
+    @property
+    def oldest(self) -> int:
+        return max(1, self.last - self.capacity + 1)
+
+    def append(self, env: Envelope) -> None:
+        self.last = env.offset
+        self._slots[env.offset % self.capacity] = env
+
+    def read(self, after: int, limit: int) -> list[Envelope]:
+        start = max(after + 1, self.oldest)
+        stop = min(self.last, start + limit - 1)
+        return [self._slots[o % self.capacity] for o in range(start, stop + 1)]  # type: ignore[misc]
+
+    def resized(self, capacity: int) -> Ring:
+        ring = Ring(capacity)
+        for env in self.read(self.last - capacity, capacity):
+            ring.append(env)
+        ring.last = self.last
+        return ring
+
+
+class Hub:
+    def __init__(
+        self,
+        capacity: int = 100_000,
+        keep_streams: int = 1000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ring = Ring(capacity)
+        self.keep_streams = keep_streams
+        self.clock = clock
+        self.streams: OrderedDict[str, StreamRecord] = OrderedDict()
+        self.counts: dict[str, int] = {}
+        self.closed = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def last_offset(self) -> int:
+        return self.ring.last
+
+    def set_capacity(self, capacity: int) -> None:
+        if capacity != self.ring.capacity:
+            self.ring = self.ring.resized(capacity)
+
+    # Writing -----------------------------------------------------------------------
+
+    def open_stream(self, request: dict[str, Any], response: dict[str, Any]) -> StreamRecord:
+        """A new stream, with its stream.start already published."""
+        record = StreamRecord(secrets.token_hex(6), request, response, self.clock())
+        self.streams[record.id] = record
+        self.publish(record.id, StreamStart(request, response))
+        self._trim_streams()
+        return record
+
+    def publish(self, stream_id: str, payload: Payload) -> Envelope | None:
+        record = self.streams.get(stream_id)
+        if record is None or not record.active:
+            # The terminal event was the last word; anything later is a caller bug.
+            logger.error("streamtap: dropped %s for finished or unknown stream %s", payload.type, stream_id)
+            return None
+        env = Envelope.make(
+            self.ring.last + 1, stream_id, record.next_seq, self.clock(), payload, host=record.host
+        )
+        record.next_seq += 1
+        if not record.first_offset:
+            record.first_offset = env.offset
+        record.last_offset = env.offset
+        record.absorb(payload)
+        if payload.terminal:
+            record.ended = env.time
+        self.ring.append(env)
+        self.counts[payload.type] = self.counts.get(payload.type, 0) + 1
+        self._wake()
+        return env
+
+    def forget_finished(self) -> int:
+        gone = [sid for sid, r in self.streams.items() if not r.active]
+        for sid in gone:
+            del self.streams[sid]
+        return len(gone)
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    # Reading -----------------------------------------------------------------------
+
+    def read(self, after: int, limit: int = 1000) -> tuple[tuple[int, int] | None, list[Envelope]]:
+        """Events with offset > `after`, oldest first, and the (from, to) offsets lost
+        when the ring no longer holds some of them."""
+        oldest = self.ring.oldest
+        gap = (after + 1, oldest - 1) if self.ring.last and after + 1 < oldest else None
+        return gap, self.ring.read(after, limit)
+
+    async def wait(self, after: int, timeout: float | None = None) -> bool:
+        """Wait until an event past `after` exists (True) or the timeout passes (False)."""
+        if self.ring.last > after or self.closed:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+        return True
+
+    @property
+    def active_streams(self) -> int:
+        return sum(1 for r in self.streams.values() if r.active)
+
+    # -------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _trim_streams(self) -> None:
+        finished = len(self.streams) - self.active_streams
+        if finished <= self.keep_streams:
+            return
+        for sid in [sid for sid, r in self.streams.items() if not r.active][: finished - self.keep_streams]:
+            del self.streams[sid]
+

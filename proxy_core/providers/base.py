@@ -1,0 +1,79 @@
+"""What every provider normalizer shares: wire frames in, streamtap payloads out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..decoders.sse import ServerSentEvent
+from ..events import DecodeError, Payload, ToolCall
+
+
+class Normalizer:
+    """Turns decoded frames (SSE events or JSON documents) into payloads.
+
+    Pure: no IO, no clock. `finish_reason` is read once the body has ended.
+    """
+
+    name = "base"
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+
+    def on_event(self, ev: ServerSentEvent) -> list[Payload]:
+        try:
+            obj = json.loads(ev.data)
+        except ValueError as e:
+            return [DecodeError(f"{self.name}: {ev.event} event data is not JSON ({e})", ev.at_byte)]
+        return self.on_document(obj, ev.at_byte, ev.event)
+
+    def on_document(self, obj: Any, at_byte: int, event: str | None = None) -> list[Payload]:
+        raise NotImplementedError
+
+    def close(self) -> list[Payload]:
+        return []
+
+
+def as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def tool_call(
+    call_id: str | None, name: str | None, arguments: str | dict | None, index: int, at_byte: int, provider: str
+) -> list[Payload]:
+    """A ToolCall from argument text that is complete; a DecodeError beside it if that
+    text is not a JSON object (the raw text is kept, never dropped)."""
+    if isinstance(arguments, dict):
+        return [ToolCall(call_id, name, arguments, index)]
+    text = arguments or ""
+    if not text.strip():
+        return [ToolCall(call_id, name, {}, index)]
+    try:
+        parsed = json.loads(text)
+    except ValueError as e:
+        parsed, problem = None, f"not JSON ({e})"
+    else:
+        problem = "" if isinstance(parsed, dict) else f"a JSON {type(parsed).__name__}, not an object"
+    if problem:
+        return [
+            DecodeError(f"{provider}: arguments of tool call {call_id or name!r} are {problem}", at_byte),
+            ToolCall(call_id, name, {}, index, raw_arguments=text),
+        ]
+    return [ToolCall(call_id, name, parsed, index)]
+
+
+def error_message(obj: Any) -> str | None:
+    """The message of a provider's error object: {"error": {"message": ...}} and kin."""
+    if isinstance(obj, list) and obj:
+        obj = obj[0]
+    if not isinstance(obj, dict):
+        return None
+    err = obj.get("error")
+    if isinstance(err, dict):
+        msg = err.get("message") or err.get("status") or err.get("type")
+        return str(msg) if msg else json.dumps(err)
+    if isinstance(err, str):
+        return err
+    if obj.get("type") == "error" and isinstance(obj.get("message"), str):
+        return obj["message"]
+    return None

@@ -1,0 +1,24 @@
+"""Generic providers: every decoded frame becomes a `frame` event, nothing is interpreted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..decoders.sse import ServerSentEvent
+from ..events import Frame, Payload
+from .base import Normalizer
+
+
+class GenericNormalizer(Normalizer):
+    name = "generic"
+
+    def on_event(self, ev: ServerSentEvent) -> list[Payload]:
+        try:
+            data: Any = json.loads(ev.data)
+        except ValueError:
+            data = ev.data
+        return [Frame(ev.event, data, ev.id)]
+
+    def on_document(self, obj: Any, at_byte: int, event: str | None = None) -> list[Payload]:
+        return [Frame(event, obj, None)]

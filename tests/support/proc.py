@@ -1,0 +1,65 @@
+"""Start a real `streamtap run` process on free ports and wait until it says it listens."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+STREAMTAP = str(Path(sys.executable).with_name("streamtap"))
+_PROXY_LISTENING = re.compile(r"proxy listening at \*?\[?([0-9.:a-f]*?)\]?:(\d+)")
+
+
+class StreamtapProcess:
+    def __init__(self, args: list[str], cwd: Path, timeout: float = 30) -> None:
+        self.cwd = cwd
+        self.lines: list[str] = []
+        self.proxy_port: int | None = None
+        self._ready = threading.Event()
+        self._api_ready = "--api-socket" not in args
+        self.proc = subprocess.Popen(
+            [STREAMTAP, "run", "--listen", "127.0.0.1:0", *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("streamtap did not start:\n" + self.output)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if m := _PROXY_LISTENING.search(line):
+                self.proxy_port = int(m.group(2))
+            if "streamtap API listening at unix:" in line:
+                self._api_ready = True
+            if self.proxy_port and self._api_ready:
+                self._ready.set()
+        self._ready.set()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode

@@ -1,0 +1,113 @@
+"""A real HTTPS server on loopback that plays a provider: it answers each request with a
+scripted reply, sent in the chunks the test chooses (HTTP/1.1 via h11, TLS via ssl)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import h11
+
+from .pki import TestPKI
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=lambda: [("content-type", "text/event-stream")])
+    chunks: list[bytes] = field(default_factory=list)
+    delay: float = 0.0  # between chunks, so they cross the network one by one
+    abort_after: int | None = None  # close the connection after this many chunks
+
+
+class Upstream:
+    def __init__(self, pki: TestPKI, handler: Callable[[Request], Reply]) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(pki.leaf_cert, pki.leaf_key)
+        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._closed = False
+
+    def __enter__(self) -> Upstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed = True
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(raw,), daemon=True).start()
+
+    def _connection(self, raw: socket.socket) -> None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as tls:
+                conn = h11.Connection(h11.SERVER)
+                while self._exchange(tls, conn):
+                    conn.start_next_cycle()
+        except (OSError, ssl.SSLError, h11.ProtocolError):
+            pass
+
+    def _exchange(self, tls: ssl.SSLSocket, conn: h11.Connection) -> bool:
+        request: h11.Request | None = None
+        body = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = tls.recv(65536)
+                conn.receive_data(data)
+                if not data and conn.their_state is h11.IDLE:
+                    return False
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                return False
+        assert request is not None
+        req = Request(
+            request.method.decode(),
+            request.target.decode(),
+            {k.decode().lower(): v.decode() for k, v in request.headers},
+            body,
+        )
+        self.requests.append(req)
+        reply = self.handler(req)
+        headers = list(reply.headers)
+        if not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
+            headers.append(("transfer-encoding", "chunked"))
+        tls.sendall(conn.send(h11.Response(status_code=reply.status, headers=headers)))
+        for i, chunk in enumerate(reply.chunks):
+            if reply.abort_after is not None and i >= reply.abort_after:
+                tls.close()
+                return False
+            if reply.delay and i:
+                time.sleep(reply.delay)
+            tls.sendall(conn.send(h11.Data(data=chunk)))
+        tls.sendall(conn.send(h11.EndOfMessage()))
+        return conn.our_state is h11.DONE and conn.their_state is h11.DONE

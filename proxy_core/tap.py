@@ -107,9 +107,9 @@ class StreamTap:
             self.body_bytes += len(body)
             out += self._frames(self._framing.feed(body) + self._framing.close())
         except ContentDecodingError as e:
+            # A truncated body: a half-decoded last event is not an event, so the
+            # framing is not flushed.
             out.append(self._stop(str(e), self.wire_bytes))
-            # What was decoded before the failure is still worth its events.
-            out += self._safe_close_framing()
         except Exception as e:
             out.append(self._stop(f"internal decoder error: {e!r}", self.wire_bytes))
         out += self._safe_normalizer_close()
@@ -163,12 +163,6 @@ class StreamTap:
                 continue  # reported by the terminal stream.error
             out.append(p)
         return out
-
-    def _safe_close_framing(self) -> list[Payload]:
-        try:
-            return self._frames(self._framing.close())
-        except Exception:
-            return []
 
     def _safe_normalizer_close(self) -> list[Payload]:
         try:

@@ -9,6 +9,8 @@ from .capture import StreamCapture
 from .config_file import ConfigFile
 from .routing import Routing
 
+__all__ = ["ApiServer", "ConfigFile", "Routing", "StreamCapture", "default_addons"]
+
 
 def default_addons(hub: Hub | None = None) -> list[object]:
     hub = hub or Hub()

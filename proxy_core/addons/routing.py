@@ -38,7 +38,8 @@ def _host_port(text: str, spec: str) -> tuple[str, int]:
 
 class Routing:
     def __init__(self) -> None:
-        self.table = RouteTable([])
+        # configure() only hears of options that change: start from the defaults.
+        self.table = RouteTable([parse_route(s) for s in default_route_specs()])
         self.connect_to: dict[tuple[str, int], tuple[str, int]] = {}
 
     def load(self, loader) -> None:

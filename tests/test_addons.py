@@ -1,0 +1,192 @@
+"""The addons under mitmproxy's own test harness: hooks called as mitmproxy calls them."""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.flow import Error
+from mitmproxy.proxy import server_hooks
+from mitmproxy.test import taddons, tflow
+
+from proxy_core.addons import ApiServer, ConfigFile, Routing, StreamCapture
+from proxy_core.hub import Hub
+
+from .support import fixtures
+
+CHAT = fixtures.openai_chat_text()
+
+
+@pytest.fixture
+def setup():
+    hub = Hub()
+    routing, capture, api = Routing(), StreamCapture(hub), ApiServer(hub)
+    with taddons.context(ConfigFile(), routing, capture, api) as tctx:
+        yield hub, routing, capture, tctx
+
+
+def routed_flow(routing, host="api.openai.com", path="/v1/chat/completions", headers=None):
+    f = tflow.tflow(resp=True)
+    f.request.host = host
+    f.request.headers["host"] = host
+    f.request.path = path
+    for k, v in (headers or {}).items():
+        f.request.headers[k] = v
+    f.response.headers["content-type"] = "text/event-stream"
+    routing.requestheaders(f)
+    return f
+
+
+def events(hub):
+    return [e.to_dict() for e in hub.read(0, 10_000)[1]]
+
+
+def test_routed_response_is_streamed_through_the_tap(setup):
+    hub, routing, capture, _ = setup
+    f = routed_flow(routing, headers={"authorization": "Bearer sk-secret", "x-streamtap-tag": "job-7"})
+    capture.responseheaders(f)
+    assert callable(f.response.stream)
+    body = CHAT.body
+    sent = [f.response.stream(body[i : i + 5]) for i in range(0, len(body), 5)]
+    assert b"".join(sent) == body  # every chunk passes unchanged
+    assert f.response.stream(b"") == b""
+    capture.response(f)  # mitmproxy calls it after the stream: no second terminal event
+    evs = events(hub)
+    assert [e["seq"] for e in evs] == list(range(len(evs)))
+    assert evs[0]["type"] == "stream.start" and evs[-1]["type"] == "stream.end"
+    assert [e["type"] for e in evs].count("stream.end") == 1
+    assert "".join(e["text"] for e in evs if e["type"] == "text.delta") == CHAT.text
+    request = evs[0]["request"]
+    assert request["tag"] == "job-7" and request["provider"] == "openai"
+    assert request["headers"]["authorization"] == "[redacted]"
+    assert "x-streamtap-tag" not in f.request.headers  # removed before going upstream
+    assert evs[-1]["totals"]["events"] == len(evs)
+
+
+def test_unrouted_flow_is_left_alone(setup):
+    hub, routing, capture, _ = setup
+    f = routed_flow(routing, host="example.com", path="/")
+    capture.responseheaders(f)
+    assert f.response.stream is False
+    f2 = routed_flow(routing, path="/v1/models")  # routed host, path not routed
+    capture.responseheaders(f2)
+    assert f2.response.stream is False and hub.last_offset == 0
+
+
+def test_error_hook_aborts_with_the_text_so_far(setup):
+    hub, routing, capture, _ = setup
+    f = routed_flow(routing)
+    capture.responseheaders(f)
+    half = CHAT.body[: len(CHAT.body) // 2]
+    f.response.stream(half)
+    f.error = Error("Client disconnected.")
+    capture.error(f)
+    capture.error(f)  # twice: still one terminal event
+    evs = events(hub)
+    assert evs[-1]["type"] == "stream.abort" and evs[-1]["by"] == "client"
+    assert [e["type"] for e in evs].count("stream.abort") == 1
+    assert hub.streams[evs[0]["stream"]].message()["text"]
+    # The next request is a new stream holding only its own events.
+    g = routed_flow(routing)
+    capture.responseheaders(g)
+    g.response.stream(CHAT.body)
+    g.response.stream(b"")
+    second = [e for e in events(hub) if e["stream"] != evs[0]["stream"]]
+    assert "".join(e["text"] for e in second if e["type"] == "text.delta") == CHAT.text
+
+
+def test_upstream_failure_is_abort_by_upstream(setup):
+    hub, routing, capture, _ = setup
+    f = routed_flow(routing)
+    capture.responseheaders(f)
+    f.error = Error("peer closed connection without sending complete message body: incomplete chunked read")
+    capture.error(f)
+    assert events(hub)[-1]["by"] == "upstream"
+
+
+def test_error_status_ends_with_stream_error(setup):
+    hub, routing, capture, _ = setup
+    f = routed_flow(routing)
+    f.response.status_code = 500
+    f.response.headers["content-type"] = "application/json"
+    capture.responseheaders(f)
+    f.response.stream(b'{"error": {"message": "The server had an error"}}')
+    f.response.stream(b"")
+    last = events(hub)[-1]
+    assert last["type"] == "stream.error" and last["status"] == 500
+    assert last["message"] == "The server had an error"
+
+
+def test_empty_body_still_ends_the_stream(setup):
+    hub, routing, capture, _ = setup
+    f = routed_flow(routing)
+    capture.responseheaders(f)
+    capture.response(f)
+    assert [e["type"] for e in events(hub)] == ["stream.start", "stream.end"]
+
+
+def test_a_tap_that_fails_inside_never_raises(setup, monkeypatch):
+    hub, routing, capture, _ = setup
+    f = routed_flow(routing)
+    capture.responseheaders(f)
+    tap = f.metadata["streamtap.tap"].tap
+    monkeypatch.setattr(tap._framing, "feed", lambda data: 1 / 0)
+    assert f.response.stream(b"data: x\n\n") == b"data: x\n\n"
+    assert f.response.stream(b"more") == b"more"
+    f.response.stream(b"")
+    types = [e["type"] for e in events(hub)]
+    assert types == ["stream.start", "decode.error", "stream.end"]
+
+
+def test_done_aborts_active_streams(setup):
+    hub, routing, capture, _ = setup
+    f = routed_flow(routing)
+    capture.responseheaders(f)
+    capture.done()
+    assert events(hub)[-1]["type"] == "stream.abort" and events(hub)[-1]["by"] == "proxy"
+
+
+def test_connect_to_redirects_and_keeps_the_tls_name(setup):
+    _, routing, _, tctx = setup
+    tctx.configure(routing, streamtap_connect_to=["api.openai.com:443=127.0.0.1:8443"])
+    server = tflow.tserver_conn()
+    server.address = ("api.openai.com", 443)
+    server.sni = None
+    routing.server_connect(server_hooks.ServerConnectionHookData(server=server, client=tflow.tclient_conn()))
+    assert server.address == ("127.0.0.1", 8443) and server.sni == "api.openai.com"
+
+
+def test_routes_option(setup):
+    _, routing, _, tctx = setup
+    tctx.configure(routing, streamtap_routes=["*.example.com:^/v1=sse", "api.example.org=ndjson"])
+    assert routing.table.intercepts("a.example.com") and not routing.table.intercepts("example.net")
+    assert routing.table.match("a.example.com", "/v1/x").provider == "sse"
+    assert routing.table.match("a.example.com", "/v2/x") is None
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("streamtap_routes", ["api.x.com=nope"], "unknown provider 'nope'"),
+        ("streamtap_routes", ["api.x.com:([=sse"], "invalid regular expression"),
+        ("streamtap_connect_to", ["api.x.com=127.0.0.1:1"], "is not HOST:PORT"),
+        ("streamtap_connect_to", ["api.x.com:443"], "expected HOST:PORT=ADDRESS:PORT"),
+        ("streamtap_api_listen", "0.0.0.0:9000", "not loopback"),
+        ("streamtap_buffer_events", 0, "at least 1"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_option(setup, option, value, message):
+    _, routing, _, tctx = setup
+    with pytest.raises(exceptions.OptionsError, match=f"{option}: .*{message}"):
+        tctx.options.update(**{option: value})
+
+
+def test_config_file_option_applies_the_file(setup, tmp_path):
+    _, routing, _, tctx = setup
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("routes:\n  - {host: llm.local, provider: sse}\napi: {socket: ''}\n")
+    tctx.options.update(streamtap_config=str(cfg))
+    assert routing.table.intercepts("llm.local") and not routing.table.intercepts("api.openai.com")
+    assert tctx.options.streamtap_api_socket == ""
+    cfg.write_text("routes: 5\n")
+    with pytest.raises(exceptions.OptionsError, match="routes: must be a list"):
+        tctx.options.update(streamtap_config=str(cfg) + "")

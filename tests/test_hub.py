@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from proxy_core.events import StreamEnd, TextDelta, Usage
+from proxy_core.hub import Hub, Ring
+
+
+def end() -> StreamEnd:
+    return StreamEnd(200, "stop", {}, "")
+
+
+def test_offsets_and_seqs_have_no_holes():
+    hub = Hub()
+    a = hub.open_stream({"host": "a"}, {})
+    b = hub.open_stream({"host": "b"}, {})
+    hub.publish(a.id, TextDelta("x"))
+    hub.publish(b.id, TextDelta("y"))
+    hub.publish(a.id, end())
+    _, events = hub.read(0)
+    assert [e.offset for e in events] == [1, 2, 3, 4, 5]
+    assert [e.seq for e in events if e.stream == a.id] == [0, 1, 2]
+    assert [e.seq for e in events if e.stream == b.id] == [0, 1]
+
+
+def test_nothing_after_the_terminal_event():
+    hub = Hub()
+    s = hub.open_stream({}, {})
+    hub.publish(s.id, end())
+    assert hub.publish(s.id, TextDelta("late")) is None
+    assert hub.streams[s.id].state == "ended"
+    assert hub.last_offset == 2
+
+
+def test_reassembled_message():
+    hub = Hub()
+    s = hub.open_stream({}, {})
+    for t in ("Hel", "lo"):
+        hub.publish(s.id, TextDelta(t))
+    hub.publish(s.id, Usage(1, 2, 3))
+    hub.publish(s.id, end())
+    assert hub.streams[s.id].message() == {
+        "text": "Hello", "reasoning": "", "tool_calls": [],
+        "usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}, "finish_reason": "stop",
+    }
+
+
+def test_ring_reports_the_gap_it_dropped():
+    hub = Hub(capacity=3)
+    s = hub.open_stream({}, {})
+    for i in range(5):
+        hub.publish(s.id, TextDelta(str(i)))
+    gap, events = hub.read(0)
+    assert gap == (1, 3)
+    assert [e.offset for e in events] == [4, 5, 6]
+    assert hub.read(3) == (None, events)
+    assert hub.read(6) == (None, [])
+
+
+def test_ring_resize_keeps_the_newest():
+    ring = Ring(4)
+    hub = Hub(capacity=4)
+    s = hub.open_stream({}, {})
+    for i in range(6):
+        hub.publish(s.id, TextDelta(str(i)))
+    hub.set_capacity(2)
+    gap, events = hub.read(0)
+    assert gap == (1, 5) and [e.offset for e in events] == [6, 7]
+    with pytest.raises(ValueError):
+        Ring(0)
+    assert ring.read(0, 10) == []
+
+
+def test_forget_finished_keeps_active_streams():
+    hub = Hub()
+    done, live = hub.open_stream({}, {}), hub.open_stream({}, {})
+    hub.publish(done.id, end())
+    assert hub.forget_finished() == 1
+    assert list(hub.streams) == [live.id]
+
+
+def test_finished_streams_are_trimmed_to_keep_streams():
+    hub = Hub(keep_streams=2)
+    ids = []
+    for _ in range(5):
+        s = hub.open_stream({}, {})
+        hub.publish(s.id, end())
+        ids.append(s.id)
+    hub.open_stream({}, {})
+    assert len(hub.streams) == 3 and ids[-1] in hub.streams and ids[0] not in hub.streams
+
+
+def test_wait_wakes_on_publish_and_times_out():
+    async def scenario():
+        hub = Hub()
+        s = hub.open_stream({}, {})
+        assert await hub.wait(0) is True  # already past
+        assert await hub.wait(hub.last_offset, timeout=0.01) is False
+        waiter = asyncio.ensure_future(hub.wait(hub.last_offset, timeout=5))
+        await asyncio.sleep(0)
+        hub.publish(s.id, TextDelta("x"))
+        assert await waiter is True
+        assert hub._waiters == []
+
+    asyncio.run(scenario())
+
+
+def test_event_json_is_encoded_once_with_all_fields():
+    hub = Hub(clock=lambda: 12.5)
+    s = hub.open_stream({"host": "h"}, {"status": 200})
+    env = hub.publish(s.id, TextDelta("é"))
+    assert env.json.decode() == (
+        f'{{"offset":2,"stream":"{s.id}","seq":1,"type":"text.delta","time":12.5,"text":"é","index":0}}'
+    )

@@ -75,6 +75,11 @@ class StreamTap:
     def finish_reason(self) -> str | None:
         return self._normalizer.finish_reason
 
+    @property
+    def complete(self) -> bool:
+        """The provider's end marker has been decoded: nothing more was to come."""
+        return self._normalizer.complete and not self._stopped
+
     def feed(self, chunk: bytes) -> list[Payload]:
         """One chunk of the response body as it came off the wire (content-encoded)."""
         out, self._pending = self._pending, []

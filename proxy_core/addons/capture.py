@@ -55,6 +55,11 @@ class FlowTap:
     def abort(self, by: str, message: str) -> None:
         if self.finished:
             return
+        if self.tap.complete:
+            # e.g. the openai SDK closes its connection as soon as it reads [DONE]:
+            # the answer was whole, so the stream ended, it was not aborted.
+            self.finish()
+            return
         self.finished = True
         # No flush: a half-received event is not an event. Everything whole has been sent.
         totals = self.tap.totals(self.record.next_seq + 1)

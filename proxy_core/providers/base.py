@@ -19,6 +19,9 @@ class Normalizer:
 
     def __init__(self) -> None:
         self.finish_reason: str | None = None
+        # The provider's own end marker was seen (`[DONE]`, message_stop ...): the answer
+        # is whole even if the connection then breaks, as when an SDK closes early.
+        self.complete = False
 
     def on_event(self, ev: ServerSentEvent) -> list[Payload]:
         try:

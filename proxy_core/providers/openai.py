@@ -29,7 +29,6 @@ class OpenAINormalizer(Normalizer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.done = False
         # (choice index, tool index) -> call being assembled, in arrival order.
         self._calls: dict[tuple[int, int], _PendingCall] = {}
         self._finish: dict[int, str] = {}
@@ -39,7 +38,7 @@ class OpenAINormalizer(Normalizer):
     def on_event(self, ev: ServerSentEvent) -> list[Payload]:
         self._last_at = ev.at_byte
         if ev.data.strip() == "[DONE]":
-            self.done = True
+            self.complete = True
             return []
         return super().on_event(ev)
 
@@ -158,6 +157,7 @@ class OpenAINormalizer(Normalizer):
             )
         details = response.get("incomplete_details") or {}
         self.finish_reason = details.get("reason") or response.get("status") or self.finish_reason
+        self.complete = True
         if response.get("status") == "failed":
             out.append(ProviderError(error_message(response) or "response failed"))
         return out

@@ -156,7 +156,7 @@ def encode(body: bytes, coding: str) -> bytes:
     """`body` with a Content-Encoding applied (a comma list applies left to right)."""
     for c in [c.strip() for c in coding.split(",") if c.strip()]:
         if c == "gzip":
-            body = gzip.compress(body)
+            body = gzip.compress(body, mtime=0)
         elif c == "deflate":
             body = zlib.compress(body)
         elif c == "deflate-raw":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -51,10 +51,19 @@ class Config:
     def to_options(self) -> dict[str, Any]:
         """The mitmproxy options (ours and its own) this configuration stands for."""
         host, port = _listen("proxy.listen", self.listen)
+        mode, upstream_auth = ["regular"], None
+        if self.upstream_proxy:
+            # mitmproxy takes the proxy's credentials apart from its address.
+            parts = urlsplit(self.upstream_proxy)
+            if parts.username is not None:
+                upstream_auth = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            netloc = parts.netloc.rpartition("@")[2]
+            mode = [f"upstream:{parts.scheme}://{netloc}"]
         return {
             "listen_host": host,
             "listen_port": port,
-            "mode": [f"upstream:{self.upstream_proxy}"] if self.upstream_proxy else ["regular"],
+            "mode": mode,
+            "upstream_auth": upstream_auth,
             "proxyauth": self.auth,
             "confdir": self.certs_dir,
             "streamtap_api_socket": self.api_socket,

@@ -1,7 +1,7 @@
 """The decoding pipeline of one response, top to bottom: wire bytes in, payloads out.
 
-    wire chunk -> content decoding (gzip/deflate/br/zstd) -> framing (SSE or a whole
-    JSON body) -> provider normalizer -> payloads, with running totals.
+    wire chunk -> content decoding (gzip/deflate/br/zstd) -> framing (SSE, NDJSON or
+    JSON values) -> provider normalizer -> payloads, with running totals.
 
 Pure and total: no IO, and `feed`/`close` never raise. Any failure becomes one
 DecodeError and decoding stops for this response; the proxy still forwards the bytes.
@@ -14,7 +14,8 @@ import json
 from typing import Any
 
 from .decoders.content import ContentDecoder, ContentDecodingError, content_decoder
-from .decoders.json_body import JsonBodyDecoder, JsonDocument
+from .decoders.json_stream import JsonDocument, JsonStreamDecoder
+from .decoders.ndjson import NDJSONDecoder
 from .decoders.sse import DEFAULT_MAX_EVENT_BYTES, ServerSentEvent, SSEDecoder
 from .events import (
     DecodeError,
@@ -26,14 +27,29 @@ from .events import (
     TextDelta,
     ToolCall,
 )
-from .providers import normalizer_for
+from .providers import FRAMING, normalizer_for
 from .providers.base import error_message
 
 ERROR_BODY_LIMIT = 64 * 1024  # of an error response, kept to find its message
 
 
-def is_event_stream(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() == "text/event-stream"
+NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+
+Framing = SSEDecoder | NDJSONDecoder | JsonStreamDecoder
+
+
+def framing_for(provider: str, content_type: str | None, max_event_bytes: int) -> Framing:
+    """The provider's own framing if it has one (generic sse/ndjson/json routes), else
+    the content type's: SSE, NDJSON, or JSON values (one body or a streamed array)."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    kind = FRAMING.get(provider) or (
+        "sse" if media == "text/event-stream" else "ndjson" if media in NDJSON_TYPES else "json"
+    )
+    if kind == "sse":
+        return SSEDecoder(max_event_bytes)
+    if kind == "ndjson":
+        return NDJSONDecoder(max_event_bytes)
+    return JsonStreamDecoder(max_event_bytes)
 
 
 class StreamTap:
@@ -57,13 +73,11 @@ class StreamTap:
         self._stopped = False
         self._closed = False
         self._normalizer = normalizer_for(provider)
-        self._framing: SSEDecoder | JsonBodyDecoder | ErrorBody
+        self._framing: Framing | ErrorBody
         if status >= 400:
             self._framing = ErrorBody()
-        elif is_event_stream(content_type):
-            self._framing = SSEDecoder(max_event_bytes)
         else:
-            self._framing = JsonBodyDecoder(max_event_bytes)
+            self._framing = framing_for(provider, content_type, max_event_bytes)
         self._content: ContentDecoder | None = None
         self._pending: list[Payload] = []
         try:

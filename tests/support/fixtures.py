@@ -176,3 +176,100 @@ ENCODINGS = ["identity", "gzip", "deflate", "deflate-raw", "br", "zstd", "gzip, 
 
 def header_for(coding: str) -> str:
     return coding.replace("deflate-raw", "deflate")
+
+
+def _named_sse(name: str, obj: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+
+
+def anthropic_messages() -> Fixture:
+    """Thinking (with its signature), text, a ping, and a tool_use with its input in fragments."""
+    tool_input = {"location": "São Paulo", "unit": "celsius", "days": [1, 2]}
+    raw = json.dumps(tool_input, ensure_ascii=False)
+    ev = [
+        ("message_start", {"type": "message_start", "message": {
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant", "content": [],
+            "model": "claude-sonnet-4-5", "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 472, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                      "output_tokens": 2}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "thinking_delta", "thinking": "The user wants "}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "thinking_delta", "thinking": "the weather… 🌦"}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("content_block_start", {"type": "content_block_start", "index": 1,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("ping", {"type": "ping"}),
+    ]
+    for part in ANSWER_PARTS:
+        ev.append(("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                           "delta": {"type": "text_delta", "text": part}}))
+    ev += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        ("content_block_start", {"type": "content_block_start", "index": 2, "content_block": {
+            "type": "tool_use", "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 2,
+                                 "delta": {"type": "input_json_delta", "partial_json": ""}}),
+    ]
+    for i in range(0, len(raw), 5):
+        ev.append(("content_block_delta", {"type": "content_block_delta", "index": 2,
+                                           "delta": {"type": "input_json_delta", "partial_json": raw[i:i + 5]}}))
+    ev += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 2}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                           "usage": {"output_tokens": 89}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return Fixture(
+        b"".join(_named_sse(n, o) for n, o in ev),
+        text="".join(ANSWER_PARTS),
+        reasoning="The user wants the weather… 🌦",
+        tool_calls=[{"id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "arguments": tool_input,
+                     "index": 0}],
+        usage={"input_tokens": 472, "output_tokens": 89, "total_tokens": 561},
+        finish_reason="tool_use",
+    )
+
+
+def _gemini_chunks() -> list[dict[str, Any]]:
+    usage = {"promptTokenCount": 9, "candidatesTokenCount": 40, "totalTokenCount": 120, "thoughtsTokenCount": 71}
+    chunks: list[dict[str, Any]] = [
+        {"candidates": [{"content": {"parts": [{"text": "Considering **café** options", "thought": True}],
+                                     "role": "model"}, "index": 0}]},
+    ]
+    for part in ANSWER_PARTS:
+        chunks.append({"candidates": [{"content": {"parts": [{"text": part}], "role": "model"}, "index": 0}],
+                       "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9},
+                       "modelVersion": "gemini-2.5-flash", "responseId": "pTm5aO-rIZ2Yz7IP"})
+    chunks.append({"candidates": [{"content": {"parts": [
+        {"functionCall": {"name": "find_flights", "args": {"from": "ZRH", "to": "Tōkyō", "stops": 0, "flex": True}}}],
+        "role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": usage, "modelVersion": "gemini-2.5-flash", "responseId": "pTm5aO-rIZ2Yz7IP"})
+    return chunks
+
+
+def _gemini_fixture(body: bytes) -> Fixture:
+    return Fixture(
+        body,
+        text="".join(ANSWER_PARTS),
+        reasoning="Considering **café** options",
+        tool_calls=[{"id": None, "name": "find_flights",
+                     "arguments": {"from": "ZRH", "to": "Tōkyō", "stops": 0, "flex": True}, "index": 0}],
+        usage={"input_tokens": 9, "output_tokens": 40, "total_tokens": 120},
+        finish_reason="STOP",
+    )
+
+
+def gemini_sse() -> Fixture:
+    """alt=sse: `data:` lines separated by CRLF CRLF, as the Gemini API sends them."""
+    return _gemini_fixture(b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in _gemini_chunks()))
+
+
+def gemini_json_array() -> Fixture:
+    """No alt=sse: one pretty-printed JSON array whose elements arrive over time."""
+    parts = [json.dumps(c, indent=2, ensure_ascii=False).encode() for c in _gemini_chunks()]
+    return _gemini_fixture(b"[" + b"\n,\r\n".join(parts) + b"\n]")

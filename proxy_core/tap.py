@@ -27,7 +27,8 @@ from .events import (
     TextDelta,
     ToolCall,
 )
-from .providers import FRAMING, normalizer_for
+from .providers import normalizer_for
+from .providers.base import Normalizer
 from .providers.base import error_message
 
 ERROR_BODY_LIMIT = 64 * 1024  # of an error response, kept to find its message
@@ -38,18 +39,18 @@ NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl
 Framing = SSEDecoder | NDJSONDecoder | JsonStreamDecoder
 
 
-def framing_for(provider: str, content_type: str | None, max_event_bytes: int) -> Framing:
-    """The provider's own framing if it has one (generic sse/ndjson/json routes), else
-    the content type's: SSE, NDJSON, or JSON values (one body or a streamed array)."""
+def framing_for(normalizer: Normalizer, content_type: str | None, max_event_bytes: int) -> Framing:
+    """The provider's own framing if it has one (aistudio, generic routes), else the
+    content type's: SSE, NDJSON, or JSON values (one body or a streamed array)."""
     media = (content_type or "").split(";")[0].strip().lower()
-    kind = FRAMING.get(provider) or (
+    kind = normalizer.framing or (
         "sse" if media == "text/event-stream" else "ndjson" if media in NDJSON_TYPES else "json"
     )
     if kind == "sse":
         return SSEDecoder(max_event_bytes)
     if kind == "ndjson":
         return NDJSONDecoder(max_event_bytes)
-    return JsonStreamDecoder(max_event_bytes)
+    return JsonStreamDecoder(max_event_bytes, unwrap=normalizer.json_unwrap)
 
 
 class StreamTap:
@@ -77,7 +78,7 @@ class StreamTap:
         if status >= 400:
             self._framing = ErrorBody()
         else:
-            self._framing = framing_for(provider, content_type, max_event_bytes)
+            self._framing = framing_for(self._normalizer, content_type, max_event_bytes)
         self._content: ContentDecoder | None = None
         self._pending: list[Payload] = []
         try:
@@ -164,7 +165,7 @@ class StreamTap:
             elif isinstance(frame, ServerSentEvent):
                 out += self._count(self._normalizer.on_event(frame))
             elif isinstance(frame, JsonDocument):
-                out += self._count(self._normalizer.on_document(frame.value, frame.at_byte))
+                out += self._count(self._normalizer.on_json(frame))
         return out
 
     def _count(self, payloads: list[Payload]) -> list[Payload]:

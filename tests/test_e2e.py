@@ -28,6 +28,12 @@ pytestmark = pytest.mark.e2e
 
 CHAT = fixtures.openai_chat_text()
 TOOLS = fixtures.openai_chat_tools()
+ANTHROPIC = fixtures.anthropic_messages()
+GEMINI_SSE = fixtures.gemini_sse()
+GEMINI_ARRAY = fixtures.gemini_json_array()
+AISTUDIO = fixtures.aistudio()
+AISTUDIO_HOST = "alkalimakersuite-pa.clients6.google.com"
+HOSTS = ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", AISTUDIO_HOST, "unrouted.test"]
 
 
 def awkward(body: bytes, size: int = 7) -> list[bytes]:
@@ -42,6 +48,17 @@ def awkward(body: bytes, size: int = 7) -> list[bytes]:
 
 def scenario(request: Request) -> Reply:
     name = request.headers.get("x-test-scenario", "chat-text")
+    host = request.headers.get("host", "")
+    if host == "api.anthropic.com":
+        return Reply(chunks=awkward(ANTHROPIC.body, 9), delay=0.001)
+    if host == AISTUDIO_HOST:
+        return Reply(headers=[("content-type", "application/json+protobuf; charset=UTF-8"), ("content-encoding", "br")],
+                     chunks=awkward(encode(AISTUDIO.body, "br"), 5), delay=0.001)
+    if host == "generativelanguage.googleapis.com":
+        if "alt=sse" in request.target:
+            return Reply(chunks=awkward(GEMINI_SSE.body, 9), delay=0.001)
+        return Reply(headers=[("content-type", "application/json; charset=UTF-8")],
+                     chunks=awkward(GEMINI_ARRAY.body, 9), delay=0.001)
     if name == "chat-text":
         return Reply(chunks=awkward(CHAT.body), delay=0.001)
     if name == "chat-tools":
@@ -67,15 +84,15 @@ def scenario(request: Request) -> Reply:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
-    pki = make_pki(work / "pki", ["api.openai.com", "unrouted.test"])
+    pki = make_pki(work / "pki", HOSTS)
     with Upstream(pki, scenario) as upstream:
         proc = StreamtapProcess(
             [
                 "--certs", str(work / "certs"),
                 "--api-socket", str(work / "run" / "api.sock"),
                 "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-                "--set", f"streamtap_connect_to=api.openai.com:443=127.0.0.1:{upstream.port}",
-                "--set", f"streamtap_connect_to=unrouted.test:443=127.0.0.1:{upstream.port}",
+                *[arg for host in HOSTS
+                  for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{upstream.port}")],
             ],
             cwd=work,
         )
@@ -280,3 +297,76 @@ def test_api_errors_are_json(world):
     assert http_get(world["sock"], "/nowhere")[0] == 404
     status, body = http_get(world["sock"], "/metrics")
     assert status == 200 and b'streamtap_events_total{type="stream.start"}' in body
+
+
+def assert_fixture(events, fx) -> None:
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[-1]["type"] == "stream.end", events[-1]
+    assert text_of(events) == fx.text
+    assert "".join(e["text"] for e in events if e["type"] == "reasoning.delta") == fx.reasoning
+    assert [{k: c[k] for k in ("id", "name", "arguments", "index")} for c in events if c["type"] == "tool_call"] == fx.tool_calls
+    usage = [e for e in events if e["type"] == "usage"][-1]
+    assert {k: usage[k] for k in ("input_tokens", "output_tokens", "total_tokens")} == fx.usage
+    assert events[-1]["finish_reason"] == fx.finish_reason
+    assert not [e for e in events if e["type"] == "decode.error"]
+
+
+def test_anthropic_sdk(world):
+    import anthropic
+
+    t = tag()
+    ctx = ssl.create_default_context(cafile=str(world["ca"]))
+    client = anthropic.Anthropic(api_key="sk-ant-secret", max_retries=0,
+                                 http_client=anthropic.DefaultHttpxClient(proxy=world["proc"].proxy_url, verify=ctx))
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=1024,
+                                messages=[{"role": "user", "content": "weather?"}],
+                                extra_headers={"x-streamtap-tag": t}) as stream:
+        final = stream.get_final_message()
+    assert "".join(b.text for b in final.content if b.type == "text") == ANTHROPIC.text
+    events = world["log"].stream_of(t)
+    assert_fixture(events, ANTHROPIC)
+    headers = events[0]["request"]["headers"]
+    assert "sk-ant-secret" not in json.dumps(events), headers
+
+
+def test_google_genai_sdk_streams_sse(world):
+    from google import genai
+    from google.genai import types
+
+    t = tag()
+    ctx = ssl.create_default_context(cafile=str(world["ca"]))
+    client = genai.Client(api_key="AIza-secret", http_options=types.HttpOptions(
+        headers={"x-streamtap-tag": t},
+        client_args={"proxy": world["proc"].proxy_url, "verify": ctx}))
+    chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="flights?"))
+    sdk_text = "".join(p.text for c in chunks for p in (c.candidates[0].content.parts or []) if p.text and not p.thought)
+    assert sdk_text == GEMINI_SSE.text
+    events = world["log"].stream_of(t)
+    assert_fixture(events, GEMINI_SSE)
+    assert "AIza-secret" not in json.dumps(events)
+
+
+def test_gemini_json_array_stream_over_httpx(world):
+    t = tag()
+    ctx = ssl.create_default_context(cafile=str(world["ca"]))
+    with httpx.Client(proxy=world["proc"].proxy_url, verify=ctx) as http:
+        r = http.post("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?key=AIza-secret",
+                      json={"contents": []}, headers={"x-streamtap-tag": t})
+    assert r.content == GEMINI_ARRAY.body
+    events = world["log"].stream_of(t)
+    assert_fixture(events, GEMINI_ARRAY)
+    assert "key=[redacted]" in events[0]["request"]["url"] or "key=%5Bredacted%5D" in events[0]["request"]["url"]
+
+
+def test_aistudio_web_app_stream(world):
+    t = tag()
+    ctx = ssl.create_default_context(cafile=str(world["ca"]))
+    url = f"https://{AISTUDIO_HOST}/$rpc/google.internal.alkali.applications.makersuite.v1.MakerSuiteService/GenerateContent"
+    with httpx.Client(proxy=world["proc"].proxy_url, verify=ctx) as http:
+        r = http.post(url, content=b'[["models/gemini-2.5-pro",[[[[null,"hi"]],"user"]]]]',
+                      headers={"x-streamtap-tag": t, "content-type": "application/json+protobuf",
+                               "cookie": "SID=secret-session"})
+    assert r.content == AISTUDIO.body  # httpx undid the br; the proxy changed nothing
+    events = world["log"].stream_of(t)
+    assert_fixture(events, AISTUDIO)
+    assert "secret-session" not in json.dumps(events)

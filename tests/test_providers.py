@@ -21,6 +21,7 @@ CASES = {
     "anthropic": ("anthropic", "text/event-stream", fixtures.anthropic_messages()),
     "gemini-sse": ("gemini", "text/event-stream", fixtures.gemini_sse()),
     "gemini-array": ("gemini", "application/json; charset=UTF-8", fixtures.gemini_json_array()),
+    "aistudio": ("aistudio", "application/json+protobuf; charset=UTF-8", fixtures.aistudio()),
 }
 
 
@@ -160,3 +161,29 @@ def test_ndjson_reader_bounds_long_lines():
     out += d.feed(b'"}\n{"ok": true}\n') + d.close()
     assert [type(o) for o in out] == [DecodeError, JsonDocument]
     assert not isinstance(out[1], ToolCall) and out[1].value == {"ok": True}
+
+
+def test_aistudio_error_element_ends_with_stream_error():
+    body = b'[[[[[[[[null,"par"]],"model"]]]]],[13,"Internal error encountered.",[]]]'
+    payloads, outcome = run_tap([body], content_type="application/json+protobuf", provider="aistudio")
+    assert payloads == [TextDelta("par", 0)]
+    assert isinstance(outcome, StreamError) and outcome.message == "Internal error encountered. (code 13)"
+
+
+def test_aistudio_text_that_looks_like_structure_stays_text():
+    fx = fixtures.aistudio()
+    payloads, _ = run_tap(one_byte_at_a_time(fx.body), content_type="application/json+protobuf", provider="aistudio")
+    assert fixtures.AISTUDIO_TRAP in [p.text for p in payloads if isinstance(p, TextDelta)]
+
+
+def test_aistudio_typed_values():
+    from proxy_core.providers.aistudio import struct_value, typed_value
+
+    assert typed_value([0]) is None
+    assert typed_value([None, 2]) == 2
+    assert typed_value([None, None, "s"]) == "s"
+    assert typed_value([None, None, None, 1]) is True and typed_value([None, None, None, 0]) is False
+    assert typed_value([None, None, None, None, [["k", [None, 1]]]]) == {"k": 1}
+    assert typed_value([None, None, None, None, None, [[None, 1], [None, None, "a"]]]) == [1, "a"]
+    assert typed_value([None, None, None, None, None, [[]]]) == []
+    assert struct_value([]) == {} and struct_value([[]]) == {}

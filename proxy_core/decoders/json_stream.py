@@ -1,9 +1,13 @@
 """JSON values as they arrive: the elements of a streamed top-level array, or a sequence
 of top-level documents (one whole JSON body, or concatenated objects).
 
-    [{"a": 1}          -> {"a": 1} as soon as its `}` arrives
-    ,{"b": 2}]         -> {"b": 2}
-    {"x": 1} {"y": 2}  -> two documents
+    [{"a": 1}          -> {"a": 1} (path (0,)) as soon as its `}` arrives
+    ,{"b": 2}]         -> {"b": 2} (path (1,))
+    {"x": 1} {"y": 2}  -> two documents (path ())
+
+`unwrap` is how many levels of arrays are opened to find the values: 1 for Gemini's
+`[elem, elem, ...]`, 2 for AI Studio's `[[event, event, ...], error]`. A value's `path`
+gives its index at each opened level.
 
 The scanner only tracks structure (nesting depth, strings, escapes), jumping between
 the bytes that matter with a regex, so the cost is linear in the input; each complete
@@ -31,6 +35,7 @@ class JsonDocument:
 
     value: Any
     at_byte: int = 0
+    path: tuple[int, ...] = ()
 
 
 _STRUCTURE = re.compile(rb'[\[\]{}",]')
@@ -40,13 +45,15 @@ _WHITESPACE = b" \t\r\n"
 
 
 class JsonStreamDecoder:
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, unwrap: int = 1) -> None:
         self.max_event_bytes = max_event_bytes
-        self._head = bytearray()  # first bytes, until the body's shape is known
+        self.unwrap = unwrap
+        self._head = bytearray()  # first bytes, until a possible `)]}'` prefix is known
         self._started = False
-        self._array = False  # the body is one top-level array: its elements are the values
-        self._closed_array = False
-        self._depth = 0  # nesting depth, counted from the level values live at
+        self._levels: list[int] = []  # index of the current element in each opened array
+        self._seen_top = False  # the body's first value (or array) has begun
+        self._closed_array = False  # the body was an array, and it has been closed
+        self._depth = 0  # nesting depth inside the value being read
         self._in_string = False
         self._escape = False
         self._value = bytearray()  # bytes of the value being read (earlier chunks)
@@ -55,6 +62,7 @@ class JsonStreamDecoder:
         self._oversized = False
         self._pos = 0  # body offset of the start of the chunk being scanned
         self._trailing_reported = False
+        self._path: tuple[int, ...] = ()
 
     def feed(self, data: bytes) -> list[JsonDocument | DecodeError]:
         out: list[JsonDocument | DecodeError] = []
@@ -73,18 +81,18 @@ class JsonStreamDecoder:
             data, self._head = bytes(self._head), bytearray()
             self._scan(data, out)
         if self._in_value and not self._oversized:
-            if self._depth == 0 and not self._in_string and not self._array:
+            if self._depth == 0 and not self._in_string and not self._levels:
                 self._finish_value(b"", self._pos, out)  # a scalar ended by the end of the body
             else:
                 out.append(DecodeError("json: body ended inside a value", self._value_at))
-        elif self._array and not self._closed_array:
+        elif self._levels:
             out.append(DecodeError("json: body ended before the closing ]", self._pos))
         return out
 
     # ---------------------------------------------------------------------------
 
     def _decide_shape(self, final: bool) -> bool:
-        """Skip a BOM, whitespace and `)]}'`; note whether the body is one array."""
+        """Skip a BOM, whitespace and `)]}'`."""
         head = bytes(self._head)
         body = head.lstrip(b"\xef\xbb\xbf" + _WHITESPACE)
         if body.startswith(_XSSI):
@@ -94,9 +102,6 @@ class JsonStreamDecoder:
         if not body and not final:
             return False
         skip = len(head) - len(body)
-        if body[:1] == b"[":
-            self._array = True
-            skip += 1
         self._pos += skip
         del self._head[:skip]
         self._started = True
@@ -124,7 +129,7 @@ class JsonStreamDecoder:
                 self._in_string = False
                 i = j + 1
                 continue
-            if self._closed_array and not self._in_value:
+            if self._closed_array:
                 self._trailing(data[i:], self._pos + i, out)
                 break
             m = _STRUCTURE.search(data, i)
@@ -140,34 +145,49 @@ class JsonStreamDecoder:
                 if not self._in_value:
                     start = self._begin(end)
                 self._in_string = True
-            elif c in (0x5B, 0x7B):  # [ {
-                if not self._in_value:
-                    start = self._begin(end)
-                self._depth += 1
-            elif c in (0x5D, 0x7D):  # ] }
-                if self._depth == 0:
-                    if self._array and c == 0x5D and not self._closed_array:
-                        if self._in_value:
-                            self._finish_value(data[start:end], self._pos + end, out)
-                        self._closed_array = True
-                    else:
-                        self._trailing(data[end : end + 1], self._pos + end, out)
-                else:
-                    self._depth -= 1
-                    if self._depth == 0:
-                        self._finish_value(data[start : end + 1], self._pos + end + 1, out)
+            elif self._in_value:
+                if c in (0x5B, 0x7B):  # [ {
+                    self._depth += 1
+                elif c in (0x5D, 0x7D):  # ] }
+                    if self._depth == 0:  # a scalar ended by its array's ]
+                        self._finish_value(data[start:end], self._pos + end, out)
                         start = -1
-            elif c == 0x2C:  # ,
-                if self._depth == 0 and self._in_value:
+                        self._close_level()
+                    else:
+                        self._depth -= 1
+                        if self._depth == 0:
+                            self._finish_value(data[start : end + 1], self._pos + end + 1, out)
+                            start = -1
+                elif self._depth == 0:  # , after a scalar
                     self._finish_value(data[start:end], self._pos + end, out)
                     start = -1
+                    self._levels[-1] += 1
+            elif c == 0x5B and len(self._levels) < self.unwrap and (self._levels or not self._seen_top):
+                self._levels.append(0)  # open an array level: its elements are what we read
+                self._seen_top = True
+            elif c in (0x5B, 0x7B):
+                start = self._begin(end)
+                self._depth = 1
+            elif c == 0x5D and self._levels:
+                self._close_level()
+            elif c == 0x2C and self._levels:
+                self._levels[-1] += 1
+            else:
+                self._trailing(data[end : end + 1], self._pos + end, out)
             i = end + 1
         if self._in_value and start >= 0:
             self._keep(data[start:], out)
         self._pos += n
 
+    def _close_level(self) -> None:
+        self._levels.pop()
+        if not self._levels:
+            self._closed_array = True
+
     def _begin(self, at: int) -> int:
+        self._seen_top = True
         self._in_value = True
+        self._path = tuple(self._levels)
         self._value_at = self._pos + at
         self._value.clear()
         self._oversized = False
@@ -191,11 +211,11 @@ class JsonStreamDecoder:
             return
         raw, self._value = bytes(self._value), bytearray()
         try:
-            out.append(JsonDocument(json.loads(raw), self._value_at))
+            out.append(JsonDocument(json.loads(raw), self._value_at, self._path))
         except ValueError as e:
             out.append(DecodeError(f"json: malformed value ({e})", self._value_at))
 
     def _trailing(self, junk: bytes, at: int, out: list[JsonDocument | DecodeError]) -> None:
         if junk.strip(_WHITESPACE) and not self._trailing_reported:
             self._trailing_reported = True
-            out.append(DecodeError("json: data after the closing ] ignored", at))
+            out.append(DecodeError("json: stray data outside any value ignored", at))

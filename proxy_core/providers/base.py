@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
+from ..decoders.json_stream import JsonDocument
 from ..decoders.sse import ServerSentEvent
 from ..events import DecodeError, Payload, ToolCall
 
@@ -16,6 +17,10 @@ class Normalizer:
     """
 
     name = "base"
+    # The framing this provider always uses ("sse", "ndjson", "json"), or None to go by
+    # the response's content type; and how many array levels a JSON body is opened.
+    framing: ClassVar[str | None] = None
+    json_unwrap: ClassVar[int] = 1
 
     def __init__(self) -> None:
         self.finish_reason: str | None = None
@@ -29,6 +34,9 @@ class Normalizer:
         except ValueError as e:
             return [DecodeError(f"{self.name}: {ev.event} event data is not JSON ({e})", ev.at_byte)]
         return self.on_document(obj, ev.at_byte, ev.event)
+
+    def on_json(self, doc: JsonDocument) -> list[Payload]:
+        return self.on_document(doc.value, doc.at_byte)
 
     def on_document(self, obj: Any, at_byte: int, event: str | None = None) -> list[Payload]:
         raise NotImplementedError

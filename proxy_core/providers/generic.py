@@ -22,3 +22,18 @@ class GenericNormalizer(Normalizer):
 
     def on_document(self, obj: Any, at_byte: int, event: str | None = None) -> list[Payload]:
         return [Frame(event, obj, None)]
+
+
+class SSEFrames(GenericNormalizer):
+    name = "sse"
+    framing = "sse"
+
+
+class NDJSONFrames(GenericNormalizer):
+    name = "ndjson"
+    framing = "ndjson"
+
+
+class JSONFrames(GenericNormalizer):
+    name = "json"
+    framing = "json"

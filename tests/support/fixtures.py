@@ -273,3 +273,48 @@ def gemini_json_array() -> Fixture:
     """No alt=sse: one pretty-printed JSON array whose elements arrive over time."""
     parts = [json.dumps(c, indent=2, ensure_ascii=False).encode() for c in _gemini_chunks()]
     return _gemini_fixture(b"[" + b"\n,\r\n".join(parts) + b"\n]")
+
+
+AISTUDIO_TRAP = 'a text that quotes [[[null,"x"]],"model"] verbatim'
+
+
+def aistudio() -> Fixture:
+    """AI Studio's GenerateContent body: [[event, ...]] in positional arrays (see
+    proxy_core/providers/aistudio.py), with a thought, text, a function call sent
+    twice, a signature-only part and the finish reason on the last candidate."""
+
+    def event(parts: list[Any], usage: list[Any] | None, finish: int | None = None) -> list[Any]:
+        candidate: list[Any] = [[parts, "model"]]
+        if finish is not None:
+            candidate.append(finish)
+        return [[candidate], None, usage, None, None, None, None, "v1_ChdwVG01YU9mM0FaMllpS"]
+
+    thought = [None, "**Weighing** the café question 🤔", *([None] * 10), 1]
+    call_args = [[
+        ["city", [None, None, "Zürich"]],
+        ["days", [None, 3]],
+        ["metric", [None, None, None, 1]],
+        ["opts", [None, None, None, None, [[["a", [None, 1.5]]]]]],
+        ["tags", [None, None, None, None, None, [[[None, None, "x"], [None, None, "y"]]]]],
+        ["none", [0]],
+    ]]
+    call_part = [*([None] * 10), ["get_weather", call_args]]
+    usage_early = [15, None, 15, None, [[1, 15]]]
+    usage = [15, 43, 130, None, [[1, 15]], None, None, None, None, 72]
+    texts = [*ANSWER_PARTS, AISTUDIO_TRAP]
+    events = [event([thought], usage_early)]
+    events += [event([[None, t]], usage) for t in texts]
+    events += [event([call_part], usage), event([call_part], usage)]  # the repeat is reported once
+    signature_only = [None, "", *([None] * 12), "Es4DCssDAb4binarydata"]
+    events.append(event([signature_only], usage, finish=1))
+    events.append([None, None, None, ["1771093314497317", 77875770, 1764529208]])
+    body = json.dumps([events], ensure_ascii=False, separators=(",", ":")).encode()
+    return Fixture(
+        body,
+        text="".join(texts),
+        reasoning="**Weighing** the café question 🤔",
+        tool_calls=[{"id": None, "name": "get_weather", "index": 0, "arguments": {
+            "city": "Zürich", "days": 3, "metric": True, "opts": {"a": 1.5}, "tags": ["x", "y"], "none": None}}],
+        usage={"input_tokens": 15, "output_tokens": 43, "total_tokens": 130},
+        finish_reason="STOP",
+    )

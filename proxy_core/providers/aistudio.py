@@ -1,0 +1,185 @@
+"""Google AI Studio's web app (MakerSuiteService GenerateContent).
+
+The body is one JSON array, `[[event, event, ...], error?]`, in Google's positional
+array encoding of the Gemini API's messages (each field at its number minus one,
+trailing nulls dropped). The reader hands us each event whole, with its path:
+
+    event     = [candidates, prompt_feedback, usage, ...]
+    candidate = [content, finish_reason (enum number), ...]
+    content   = [[part, part, ...], "model"]
+    part      = [null, text]                      answer text
+              = [null, text, ..., thought=1 at 12] reasoning (any longer text part)
+              = [..., function_call at 10]        a tool call: [name, args, id?]
+    usage     = [prompt_tokens, candidate_tokens, total_tokens, ...]
+    error     = [code, message, details]          the body's second element
+
+Function-call arguments are protobuf Struct values: [key, value] pairs, where a value's
+length says its type: 1 null, 2 number at [1], 3 string at [2], 4 bool at [3] (1 is
+true), 5 object at [4], 6 array at [5]. Everything is read by position from parsed
+JSON, never by matching the raw bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..decoders.json_stream import JsonDocument
+from ..events import Payload, ProviderError, ReasoningDelta, TextDelta, Usage
+from .base import Normalizer, as_int, tool_call
+
+# google.ai.generativelanguage FinishReason, by number.
+FINISH_REASONS = {
+    0: "FINISH_REASON_UNSPECIFIED", 1: "STOP", 2: "MAX_TOKENS", 3: "SAFETY", 4: "RECITATION",
+    5: "OTHER", 6: "BLOCKLIST", 7: "PROHIBITED_CONTENT", 8: "SPII", 9: "MALFORMED_FUNCTION_CALL",
+    10: "IMAGE_SAFETY", 11: "UNEXPECTED_TOOL_CALL", 12: "TOO_MANY_TOOL_CALLS",
+}
+BLOCK_REASONS = {1: "SAFETY", 2: "OTHER", 3: "BLOCKLIST", 4: "PROHIBITED_CONTENT", 5: "IMAGE_SAFETY"}
+
+FUNCTION_CALL = 10
+THOUGHT = 12
+
+
+class AIStudioNormalizer(Normalizer):
+    name = "aistudio"
+    framing = "json"
+    json_unwrap = 2  # [[event, event, ...], error]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._calls_seen: set[str] = set()
+        self._usage: list[Any] | None = None
+        self._usage_sent = False
+        self._error_code: Any = None
+
+    def on_json(self, doc: JsonDocument) -> list[Payload]:
+        if len(doc.path) == 2 and doc.path[0] >= 1:
+            return self._error_piece(doc.path[1], doc.value)
+        return self.on_document(doc.value, doc.at_byte)
+
+    def on_document(self, obj: Any, at_byte: int, event: str | None = None) -> list[Payload]:
+        if not isinstance(obj, list):
+            return []
+        out: list[Payload] = []
+        finished = False
+        candidates = obj[0] if obj and isinstance(obj[0], list) else []
+        for index, candidate in enumerate(candidates):
+            if not isinstance(candidate, list) or not candidate:
+                continue
+            content = candidate[0]
+            if _is_content(content):
+                for part in content[0]:
+                    out += self._part(part, index, at_byte)
+            if len(candidate) > 1 and isinstance(candidate[1], int) and candidate[1]:
+                reason = FINISH_REASONS.get(candidate[1], str(candidate[1]))
+                if self.finish_reason is None or index == 0:
+                    self.finish_reason = reason
+                finished = True
+        feedback = obj[1] if len(obj) > 1 and isinstance(obj[1], list) else None
+        if feedback and isinstance(feedback[0], int) and feedback[0]:
+            self.finish_reason = self.finish_reason or BLOCK_REASONS.get(feedback[0], str(feedback[0]))
+            finished = True
+        if len(obj) > 2 and isinstance(obj[2], list):
+            self._usage, self._usage_sent = obj[2], False
+        if finished:
+            self.complete = True
+            out += self._flush_usage()
+        return out
+
+    def close(self) -> list[Payload]:
+        return self._flush_usage()
+
+    def _part(self, part: Any, index: int, at_byte: int) -> list[Payload]:
+        if not isinstance(part, list) or len(part) < 2:
+            return []
+        if len(part) > FUNCTION_CALL and isinstance(part[FUNCTION_CALL], list):
+            return self._function_call(part[FUNCTION_CALL], index, at_byte)
+        text = part[1]
+        if not isinstance(text, str) or not text:
+            return []  # e.g. a part that only carries a thought signature
+        if len(part) == 2:
+            return [TextDelta(text, index)]
+        if len(part) > THOUGHT and not part[THOUGHT]:
+            return [TextDelta(text, index)]  # flags present, and it is not a thought
+        return [ReasoningDelta(text, index)]
+
+    def _function_call(self, call: list[Any], index: int, at_byte: int) -> list[Payload]:
+        name = call[0] if call and isinstance(call[0], str) else None
+        args = struct_value(call[1]) if len(call) > 1 else {}
+        call_id = call[2] if len(call) > 2 and isinstance(call[2], str) else None
+        # The format may send the same call again in a later chunk: report it once.
+        key = json.dumps([name, args], sort_keys=True)
+        if key in self._calls_seen:
+            return []
+        self._calls_seen.add(key)
+        return tool_call(call_id, name, args, index, at_byte, self.name)
+
+    def _error_piece(self, position: int, value: Any) -> list[Payload]:
+        if position == 0:
+            self._error_code = value
+            return []
+        if position == 1 and isinstance(value, str):
+            code = f" (code {self._error_code})" if self._error_code is not None else ""
+            return [ProviderError(f"{value}{code}")]
+        return []
+
+    def _flush_usage(self) -> list[Payload]:
+        if self._usage is None or self._usage_sent:
+            return []
+        self._usage_sent = True
+        u = self._usage + [None] * 3
+        return [Usage(as_int(u[0]), as_int(u[1]), as_int(u[2]))]
+
+
+def _is_content(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) >= 2
+        and value[1] == "model"
+        and isinstance(value[0], list)
+    )
+
+
+def typed_value(value: Any) -> Any:
+    """A protobuf Value in positional form: its length says which field is set."""
+    if not isinstance(value, list) or not value:
+        return None
+    kind = len(value)
+    if kind == 2:
+        return value[1]
+    if kind == 3:
+        return value[2]
+    if kind == 4:
+        return value[3] in (1, True)
+    if kind == 5:
+        return struct_value(value[4])
+    if kind == 6:
+        return [typed_value(v) for v in _list_items(value[5])]
+    return None
+
+
+def struct_value(value: Any) -> dict[str, Any]:
+    """A Struct: [[key, value], ...], possibly wrapped once more as [[[key, value], ...]]."""
+    while (
+        isinstance(value, list)
+        and len(value) == 1
+        and isinstance(value[0], list)
+        and not (value[0] and isinstance(value[0][0], str))
+    ):
+        value = value[0]
+    if not isinstance(value, list):
+        return {}
+    out: dict[str, Any] = {}
+    for pair in value:
+        if isinstance(pair, list) and pair and isinstance(pair[0], str):
+            out[pair[0]] = typed_value(pair[1]) if len(pair) > 1 else None
+    return out
+
+
+def _list_items(value: Any) -> list[Any]:
+    """A ListValue's items: [[v, v, ...]] (the message wrapper) or [v, v, ...]."""
+    if not isinstance(value, list):
+        return []
+    if len(value) == 1 and isinstance(value[0], list) and all(isinstance(v, list) for v in value[0]):
+        return value[0]
+    return value

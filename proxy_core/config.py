@@ -33,6 +33,7 @@ class Config:
     api_token: str | None = None
     buffer_events: int = 100_000
     idle_timeout: float = 60
+    max_event_bytes: int = 8 * 1024 * 1024
     routes: list[Route] = field(default_factory=lambda: [make_route(**r) for r in DEFAULT_ROUTES])
     connect_to: dict[str, str] = field(default_factory=dict)
 
@@ -70,6 +71,7 @@ class Config:
             "streamtap_api_listen": self.api_listen or "",
             "streamtap_api_token": self.api_token or "",
             "streamtap_buffer_events": self.buffer_events,
+            "streamtap_max_event_bytes": self.max_event_bytes,
             "streamtap_routes": [r.spec() for r in self.routes],
             "streamtap_connect_to": [f"{k}={v}" for k, v in self.connect_to.items()],
         }
@@ -79,7 +81,7 @@ SCHEMA: dict[str, Any] = {
     "proxy": {"listen": str, "upstream_proxy": str, "auth": str},
     "certs_dir": str,
     "api": {"socket": str, "listen": str, "token": str},
-    "capture": {"buffer_events": int, "idle_timeout": (int, float), "dir": str},
+    "capture": {"buffer_events": int, "idle_timeout": (int, float), "max_event_bytes": int, "dir": str},
     "routes": list,
     "connect_to": dict,
 }
@@ -127,6 +129,10 @@ def config_from_dict(data: Any) -> Config:
     cfg.api_token = api.get("token") or None
     if "buffer_events" in capture:
         cfg.buffer_events = _positive("capture.buffer_events", capture["buffer_events"])
+    if "max_event_bytes" in capture:
+        cfg.max_event_bytes = _positive("capture.max_event_bytes", capture["max_event_bytes"])
+        if cfg.max_event_bytes < 1024:
+            raise ConfigError("capture.max_event_bytes: must be at least 1024")
     if "idle_timeout" in capture:
         cfg.idle_timeout = _positive("capture.idle_timeout", capture["idle_timeout"])
     if capture.get("dir"):

@@ -14,11 +14,12 @@ import tornado.iostream
 import tornado.web
 
 from . import __version__
-from .events import Envelope, dumps, gap_event
+from .events import Envelope, cutoff_event, dumps, gap_event
 from .hub import Hub
 
 KEEPALIVE_SECONDS = 15.0
-BATCH = 1000
+BATCH = 1000  # events read from the ring at a time
+BATCH_BYTES = 1 << 20  # and at most this much written before waiting for the reader
 
 
 class ApiError(Exception):
@@ -30,12 +31,15 @@ class ApiError(Exception):
 class BaseHandler(tornado.web.RequestHandler):
     hub: Hub
     token: str | None
+    max_lag: int
 
-    def initialize(self, hub: Hub, token: str | None = None) -> None:
+    def initialize(self, hub: Hub, token: str | None = None, max_lag: int = 10_000) -> None:
         self.hub = hub
         self.token = token
+        self.max_lag = max_lag
 
     def prepare(self) -> None:
+        self.set_header("X-Streamtap-Instance", self.hub.instance)
         if self.token:
             given = self.request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
@@ -64,6 +68,18 @@ class BaseHandler(tornado.web.RequestHandler):
             return int(raw)
         except ValueError:
             raise ApiError(400, f"{name}: expected an integer, got {raw!r}") from None
+
+    def float_arg(self, name: str, default: float) -> float:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ApiError(400, f"{name}: expected a number of seconds, got {raw!r}") from None
+        if not 0 <= value <= 3600:
+            raise ApiError(400, f"{name}: must be between 0 and 3600 seconds")
+        return value
 
     def bool_arg(self, name: str, default: bool) -> bool:
         raw = self.get_query_argument(name, None)
@@ -109,39 +125,62 @@ class EventStreamMixin(BaseHandler):
     async def send_events(
         self, after: int, match: Callable[[Envelope], bool], follow: bool, until_end_of: str | None = None
     ) -> None:
+        """Events with offset > `after`, then (when following) live ones.
+
+        A reader whose backlog grows past `max_lag` events is cut off with a `cutoff`
+        notice saying where to resume; it never holds anything up but itself.
+        """
         ndjson = self.wants_ndjson()
         self.set_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")
         cursor = after
+        caught_up = False  # the backlog counts once the reader has reached the live end
+        self.hub.subscribers += 1
         try:
             await self.flush()  # headers now: a follower knows it is connected
             while not self._gone:
+                lag = self.hub.last_offset - cursor
+                caught_up = caught_up or lag == 0
+                if follow and caught_up and lag > self.max_lag:
+                    notice = cutoff_event(cursor, lag, self.hub.clock())
+                    self._write_one(dumps(notice), cursor, ndjson)
+                    self.hub.cutoffs += 1
+                    break
                 gap, batch = self.hub.read(cursor, BATCH)
                 if gap is not None:
                     self._write_one(dumps(gap_event(*gap, self.hub.clock())), gap[1], ndjson)
+                    self.hub.gaps += 1
                 done = False
+                size = 0
                 for env in batch:
                     cursor = env.offset
                     if match(env):
                         self._write_one(env.json, env.offset, ndjson)
+                        size += len(env.json)
                         if until_end_of is not None and env.payload.terminal and env.stream == until_end_of:
                             done = True
                             break
+                    if size > BATCH_BYTES:
+                        break
                 if gap is not None or batch:
                     await self.flush()
-                if done or self.hub.closed:
+                if done:
                     break
-                if batch:
+                if self.hub.closed and cursor >= self.hub.last_offset:
+                    break
+                if cursor < self.hub.last_offset:
                     continue
                 if not follow:
                     break
                 if not await self.hub.wait(cursor, KEEPALIVE_SECONDS) and not ndjson:
                     self.write(b": keep-alive\n\n")
                     await self.flush()
+            self.finish()
         except tornado.iostream.StreamClosedError:
             return
-        self.finish()
+        finally:
+            self.hub.subscribers -= 1
 
     def _write_one(self, data: bytes, offset: int, ndjson: bool) -> None:
         if ndjson:
@@ -157,6 +196,8 @@ class HealthHandler(BaseHandler):
             {
                 "status": "ok" if serving else "stopping",
                 "version": __version__,
+                "instance": self.hub.instance,
+                "subscribers": self.hub.subscribers,
                 "last_offset": self.hub.last_offset,
                 "oldest_offset": self.hub.ring.oldest if self.hub.last_offset else None,
                 "active_streams": self.hub.active_streams,
@@ -178,6 +219,15 @@ class MetricsHandler(BaseHandler):
             "# HELP streamtap_active_streams Streams being captured now.",
             "# TYPE streamtap_active_streams gauge",
             f"streamtap_active_streams {self.hub.active_streams}",
+            "# HELP streamtap_subscribers API readers connected now.",
+            "# TYPE streamtap_subscribers gauge",
+            f"streamtap_subscribers {self.hub.subscribers}",
+            "# HELP streamtap_gaps_total Gap notices sent to readers.",
+            "# TYPE streamtap_gaps_total counter",
+            f"streamtap_gaps_total {self.hub.gaps}",
+            "# HELP streamtap_cutoffs_total Readers cut off for falling behind.",
+            "# TYPE streamtap_cutoffs_total counter",
+            f"streamtap_cutoffs_total {self.hub.cutoffs}",
             "# HELP streamtap_last_offset Offset of the newest event.",
             "# TYPE streamtap_last_offset gauge",
             f"streamtap_last_offset {self.hub.last_offset}",
@@ -221,6 +271,45 @@ class StreamHandler(BaseHandler):
             raise ApiError(404, f"no stream {stream_id!r}")
         self.write_json({**record.summary(), "message": record.message()})
 
+    def delete(self, stream_id: str) -> None:
+        record = self.hub.streams.get(stream_id)
+        if record is None:
+            raise ApiError(404, f"no stream {stream_id!r}")
+        if record.active:
+            raise ApiError(409, f"stream {stream_id} is active; it can be forgotten once it has ended")
+        del self.hub.streams[stream_id]
+        self.write_json({"forgotten": 1})
+
+
+class NextStreamHandler(EventStreamMixin):
+    """The first stream matching host= and tag= that starts after this request arrived:
+    a program that triggers a request can wait for exactly its own answer."""
+
+    async def get(self) -> None:
+        host = self.get_query_argument("host", None)
+        tag = self.get_query_argument("tag", None)
+        timeout = self.float_arg("timeout", 30.0)
+        deadline = self.hub.clock() + timeout
+        cursor = self.hub.last_offset
+        while not self._gone and not self.hub.closed:
+            _, batch = self.hub.read(cursor, BATCH)
+            for env in batch:
+                cursor = env.offset
+                if env.payload.type != "stream.start":
+                    continue
+                request = env.payload.request  # type: ignore[attr-defined]
+                if (host is None or request.get("host") == host) and (tag is None or request.get("tag") == tag):
+                    record = self.hub.streams.get(env.stream)
+                    summary = record.summary() if record else {"id": env.stream, "request": request}
+                    self.write_json(summary)
+                    return
+            left = deadline - self.hub.clock()
+            if left <= 0:
+                break
+            await self.hub.wait(cursor, min(left, KEEPALIVE_SECONDS))
+        self.set_status(204)
+        self.finish()
+
 
 class StreamEventsHandler(EventStreamMixin):
     async def get(self, stream_id: str) -> None:
@@ -233,14 +322,15 @@ class StreamEventsHandler(EventStreamMixin):
         await self.send_events(after, lambda env: env.stream == stream_id, follow, until_end_of=stream_id)
 
 
-def make_app(hub: Hub, token: str | None = None) -> tornado.web.Application:
-    kwargs = {"hub": hub, "token": token}
+def make_app(hub: Hub, token: str | None = None, max_lag: int = 10_000) -> tornado.web.Application:
+    kwargs = {"hub": hub, "token": token, "max_lag": max_lag}
     return tornado.web.Application(
         [
             (r"/healthz", HealthHandler, kwargs),
             (r"/metrics", MetricsHandler, kwargs),
             (r"/v1/events", EventsHandler, kwargs),
             (r"/v1/streams", StreamsHandler, kwargs),
+            (r"/v1/streams/next", NextStreamHandler, kwargs),
             (r"/v1/streams/([^/]+)", StreamHandler, kwargs),
             (r"/v1/streams/([^/]+)/events", StreamEventsHandler, kwargs),
         ],

@@ -191,20 +191,28 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from .client import follow_events
+    from .client import StreamtapError
 
+    since: int | str = args.since if args.since == "now" else int(args.since)
     try:
-        for event in follow_events(args.api_socket, since=args.since):
-            if args.json:
-                print(json.dumps(event, ensure_ascii=False), flush=True)
-            else:
-                _print_human(event)
-    except (ConnectionError, FileNotFoundError) as e:
-        print(f"streamtap: cannot reach the API at {args.api_socket}: {e}", file=sys.stderr)
+        asyncio.run(_tail(args.api_socket, since, args.json))
+    except StreamtapError as e:
+        print(f"streamtap: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+async def _tail(socket_path: str, since: int | str, raw: bool) -> None:
+    from .client import StreamtapClient
+
+    async with StreamtapClient(socket_path) as tap:
+        async for event in tap.events(since=since):
+            if raw:
+                print(json.dumps(event, ensure_ascii=False), flush=True)
+            else:
+                _print_human(event)
 
 
 def _print_human(event: dict[str, Any]) -> None:
@@ -222,7 +230,7 @@ def _print_human(event: dict[str, Any]) -> None:
     elif kind in ("stream.end", "stream.abort", "stream.error"):
         detail = event.get("finish_reason") or event.get("message") or ""
         print(f"\n── {sid} {kind} {detail}", flush=True)
-    elif kind in ("decode.error", "gap"):
+    elif kind in ("decode.error", "gap", "restart", "stream.stall"):
         print(f"\n[{kind} {json.dumps({k: v for k, v in event.items() if k not in ('type',)})}]", flush=True)
 
 

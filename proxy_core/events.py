@@ -189,5 +189,23 @@ def gap_event(first_lost: int, last_lost: int, time: float) -> dict[str, Any]:
     }
 
 
+def cutoff_event(resume_from: int, lag: int, time: float) -> dict[str, Any]:
+    """The last thing a reader that fell too far behind receives before being cut off.
+
+    Its offset is the last one delivered: resuming from it (since= or Last-Event-ID)
+    continues exactly where the reader stopped.
+    """
+    return {
+        "offset": resume_from,
+        "stream": None,
+        "seq": None,
+        "type": "cutoff",
+        "time": time,
+        "resume_from": resume_from,
+        "lag": lag,
+        "message": f"reader fell {lag} events behind; reconnect with since={resume_from}",
+    }
+
+
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()

@@ -137,11 +137,15 @@ class Hub:
         keep_streams: int = 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.instance = secrets.token_hex(4)  # tells readers a restarted process from this one
         self.ring = Ring(capacity)
         self.keep_streams = keep_streams
         self.clock = clock
         self.streams: OrderedDict[str, StreamRecord] = OrderedDict()
         self.counts: dict[str, int] = {}
+        self.subscribers = 0  # readers connected to the API now
+        self.gaps = 0  # gap notices sent
+        self.cutoffs = 0  # readers cut off for falling behind
         self.closed = False
         self._waiters: list[asyncio.Future[None]] = []
 

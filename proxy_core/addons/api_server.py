@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -53,8 +54,16 @@ class ApiServer:
             "streamtap_api_token", str, "", "Bearer token the TCP API listener requires ('' for none)."
         )
         loader.add_option("streamtap_buffer_events", int, 100_000, "Events kept in the hub's ring buffer.")
+        loader.add_option(
+            "streamtap_subscriber_queue",
+            int,
+            10_000,
+            "Events an API reader may fall behind before it is cut off (it can resume).",
+        )
 
     def configure(self, updated: set[str]) -> None:
+        if "streamtap_subscriber_queue" in updated and ctx.options.streamtap_subscriber_queue < 1:
+            raise exceptions.OptionsError("streamtap_subscriber_queue: must be at least 1")
         if "streamtap_buffer_events" in updated:
             if ctx.options.streamtap_buffer_events < 1:
                 raise exceptions.OptionsError("streamtap_buffer_events: must be at least 1")
@@ -69,7 +78,8 @@ class ApiServer:
                     raise exceptions.OptionsError(
                         f"streamtap_api_listen: {host} is not loopback; set streamtap_api_token to serve it"
                     )
-        if self.is_running and updated & {"streamtap_api_socket", "streamtap_api_listen", "streamtap_api_token"}:
+        restart = {"streamtap_api_socket", "streamtap_api_listen", "streamtap_api_token", "streamtap_subscriber_queue"}
+        if self.is_running and updated & restart:
             self.stop()
             self.start()
 
@@ -77,21 +87,27 @@ class ApiServer:
         self.is_running = True
         self.start()
 
-    def done(self) -> None:
+    async def done(self) -> None:
+        # Readers first get everything published so far (the proxy's final aborts
+        # included), then their responses end; then the socket goes.
         self.hub.close()
+        for _ in range(100):
+            if not self.hub.subscribers:
+                break
+            await asyncio.sleep(0.02)
         self.stop()
 
     def start(self) -> None:
         if path := ctx.options.streamtap_api_socket:
             self.socket_path = Path(path)
-            server = HTTPServer(make_app(self.hub), idle_connection_timeout=3600)
+            server = HTTPServer(make_app(self.hub, max_lag=ctx.options.streamtap_subscriber_queue))
             server.add_socket(_bind_private_unix_socket(self.socket_path))
             self.servers.append(server)
             logger.info(f"streamtap API listening at unix:{path}")
         if listen := ctx.options.streamtap_api_listen:
             host, port = parse_listen(listen)
             token = ctx.options.streamtap_api_token or None
-            server = HTTPServer(make_app(self.hub, token=token))
+            server = HTTPServer(make_app(self.hub, token=token, max_lag=ctx.options.streamtap_subscriber_queue))
             sockets = bind_sockets(port, host)
             server.add_sockets(sockets)
             self.servers.append(server)
@@ -101,7 +117,6 @@ class ApiServer:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
-            server.close_all_connections  # noqa: B018 - closed by the loop shutting down
         self.servers = []
         if self.socket_path is not None:
             self.socket_path.unlink(missing_ok=True)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import weakref
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.utils import asyncio_utils
 
 from ..decoders.sse import DEFAULT_MAX_EVENT_BYTES
-from ..events import DecodeError, StreamAbort
+from ..events import DecodeError, StreamAbort, StreamStall
 from ..hub import Hub, StreamRecord
 from ..redact import redact_headers, redact_url
 from ..tap import StreamTap
@@ -32,8 +35,12 @@ class FlowTap:
         self.record = record
         self.tap = tap
         self.finished = False
+        self.last_bytes = time.monotonic()
+        self.stalled = False
 
     def __call__(self, chunk: bytes) -> bytes:
+        self.last_bytes = time.monotonic()
+        self.stalled = False
         try:
             if chunk:
                 self._publish(self.tap.feed(chunk))
@@ -51,6 +58,13 @@ class FlowTap:
         self.finished = True
         self._publish(self.tap.close())
         self._publish([self.tap.outcome(self.record.next_seq + 1)])
+
+    def check_stall(self, now: float, timeout: float) -> None:
+        """Publish stream.stall once when no bytes came for `timeout` seconds."""
+        idle = now - self.last_bytes
+        if not self.finished and not self.stalled and idle >= timeout:
+            self.stalled = True
+            self._publish([StreamStall(round(idle, 3))])
 
     def abort(self, by: str, message: str) -> None:
         if self.finished:
@@ -74,6 +88,7 @@ class StreamCapture:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._taps: weakref.WeakSet[FlowTap] = weakref.WeakSet()
+        self._stall_watch: asyncio.Task | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -82,10 +97,31 @@ class StreamCapture:
             DEFAULT_MAX_EVENT_BYTES,
             "Largest single decoded event; a larger one becomes a decode.error and is skipped.",
         )
+        loader.add_option(
+            "streamtap_idle_timeout",
+            float,
+            60.0,
+            "Seconds without bytes after which an active stream gets a stream.stall event.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "streamtap_max_event_bytes" in updated and ctx.options.streamtap_max_event_bytes < 1024:
             raise exceptions.OptionsError("streamtap_max_event_bytes: must be at least 1024")
+        if "streamtap_idle_timeout" in updated and ctx.options.streamtap_idle_timeout <= 0:
+            raise exceptions.OptionsError("streamtap_idle_timeout: must be greater than 0")
+
+    def running(self) -> None:
+        self._stall_watch = asyncio_utils.create_task(
+            self._watch_stalls(), name="streamtap stall watch", keep_ref=True
+        )
+
+    async def _watch_stalls(self) -> None:
+        while True:
+            timeout = ctx.options.streamtap_idle_timeout
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            for flow_tap in list(self._taps):
+                flow_tap.check_stall(now, timeout)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         route = flow.metadata.get(ROUTE)
@@ -118,6 +154,8 @@ class StreamCapture:
         flow_tap.abort(_aborted_by(message), message)
 
     def done(self) -> None:
+        if self._stall_watch is not None:
+            self._stall_watch.cancel()
         for flow_tap in list(self._taps):
             flow_tap.abort("proxy", "streamtap shut down")
 

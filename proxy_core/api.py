@@ -6,6 +6,7 @@ never waits for them.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Callable
 from typing import Any
@@ -127,26 +128,20 @@ class EventStreamMixin(BaseHandler):
     ) -> None:
         """Events with offset > `after`, then (when following) live ones.
 
-        A reader whose backlog grows past `max_lag` events is cut off with a `cutoff`
-        notice saying where to resume; it never holds anything up but itself.
+        Events wait in the hub's ring, not in a per-reader queue; a reader's queue is
+        what is published while its socket does not drain. When that grows past
+        `max_lag` the reader is cut off with a `cutoff` notice saying where to resume:
+        it holds up nothing but itself.
         """
         ndjson = self.wants_ndjson()
         self.set_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")
         cursor = after
-        caught_up = False  # the backlog counts once the reader has reached the live end
         self.hub.subscribers += 1
         try:
             await self.flush()  # headers now: a follower knows it is connected
             while not self._gone:
-                lag = self.hub.last_offset - cursor
-                caught_up = caught_up or lag == 0
-                if follow and caught_up and lag > self.max_lag:
-                    notice = cutoff_event(cursor, lag, self.hub.clock())
-                    self._write_one(dumps(notice), cursor, ndjson)
-                    self.hub.cutoffs += 1
-                    break
                 gap, batch = self.hub.read(cursor, BATCH)
                 if gap is not None:
                     self._write_one(dumps(gap_event(*gap, self.hub.clock())), gap[1], ndjson)
@@ -163,8 +158,11 @@ class EventStreamMixin(BaseHandler):
                             break
                     if size > BATCH_BYTES:
                         break
-                if gap is not None or batch:
-                    await self.flush()
+                if (gap is not None or batch) and not await self._drain(follow):
+                    self._write_one(dumps(cutoff_event(cursor, self.hub.last_offset - cursor, self.hub.clock())),
+                                    cursor, ndjson)
+                    self.hub.cutoffs += 1
+                    break
                 if done:
                     break
                 if self.hub.closed and cursor >= self.hub.last_offset:
@@ -182,11 +180,32 @@ class EventStreamMixin(BaseHandler):
         finally:
             self.hub.subscribers -= 1
 
+    async def _drain(self, follow: bool) -> bool:
+        """Wait until the reader has taken what was written; False if, meanwhile, more
+        than `max_lag` new events were published (history it is catching up on does
+        not count: only what piles up while it does not read)."""
+        flushed = asyncio.ensure_future(self.flush())
+        newest_before = self.hub.last_offset
+        while not flushed.done():
+            if follow and self.hub.last_offset - newest_before > self.max_lag:
+                flushed.add_done_callback(_consume_exception)
+                return False
+            published = asyncio.ensure_future(self.hub.wait(self.hub.last_offset, KEEPALIVE_SECONDS))
+            await asyncio.wait({flushed, published}, return_when=asyncio.FIRST_COMPLETED)
+            published.cancel()
+        flushed.result()  # a closed connection raises here
+        return True
+
     def _write_one(self, data: bytes, offset: int, ndjson: bool) -> None:
         if ndjson:
             self.write(data + b"\n")
         else:
             self.write(b"id: %d\ndata: %s\n\n" % (offset, data))
+
+
+def _consume_exception(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class HealthHandler(BaseHandler):

@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ca_cert = ensure_ca(cfg.certs_dir)
     try:
         return asyncio.run(_run(cfg, args.setoptions, ca_cert))
-    except exceptions.OptionsError as e:
+    except (exceptions.OptionsError, NotImplementedError) as e:
         print(f"streamtap: {e}", file=sys.stderr)
         return 2
 

@@ -72,7 +72,7 @@ class Config:
             "streamtap_api_token": self.api_token or "",
             "streamtap_buffer_events": self.buffer_events,
             "streamtap_max_event_bytes": self.max_event_bytes,
-            "streamtap_idle_timeout": float(self.idle_timeout),
+            "streamtap_idle_timeout": str(self.idle_timeout),
             "streamtap_routes": [r.spec() for r in self.routes],
             "streamtap_connect_to": [f"{k}={v}" for k, v in self.connect_to.items()],
         }

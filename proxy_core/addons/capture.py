@@ -89,6 +89,7 @@ class StreamCapture:
         self.hub = hub
         self._taps: weakref.WeakSet[FlowTap] = weakref.WeakSet()
         self._stall_watch: asyncio.Task | None = None
+        self.idle_timeout = 60.0
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -99,16 +100,21 @@ class StreamCapture:
         )
         loader.add_option(
             "streamtap_idle_timeout",
-            float,
-            60.0,
+            str,  # mitmproxy options have no float type
+            "60",
             "Seconds without bytes after which an active stream gets a stream.stall event.",
         )
 
     def configure(self, updated: set[str]) -> None:
         if "streamtap_max_event_bytes" in updated and ctx.options.streamtap_max_event_bytes < 1024:
             raise exceptions.OptionsError("streamtap_max_event_bytes: must be at least 1024")
-        if "streamtap_idle_timeout" in updated and ctx.options.streamtap_idle_timeout <= 0:
-            raise exceptions.OptionsError("streamtap_idle_timeout: must be greater than 0")
+        if "streamtap_idle_timeout" in updated:
+            try:
+                self.idle_timeout = float(ctx.options.streamtap_idle_timeout)
+            except ValueError:
+                self.idle_timeout = 0
+            if not self.idle_timeout > 0:
+                raise exceptions.OptionsError("streamtap_idle_timeout: must be a number of seconds greater than 0")
 
     def running(self) -> None:
         self._stall_watch = asyncio_utils.create_task(
@@ -117,7 +123,7 @@ class StreamCapture:
 
     async def _watch_stalls(self) -> None:
         while True:
-            timeout = ctx.options.streamtap_idle_timeout
+            timeout = self.idle_timeout
             await asyncio.sleep(min(1.0, timeout / 4))
             now = time.monotonic()
             for flow_tap in list(self._taps):

@@ -55,10 +55,10 @@ def _delta(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
 
 
-def openai_chat_text(ascii_only: bool = False) -> Fixture:
+def openai_chat_text(ascii_only: bool = False, parts: list[str] = ANSWER_PARTS) -> Fixture:
     """A plain answer, then a usage chunk with empty choices (stream_options.include_usage)."""
     out = [_sse(_chunk([_delta({"role": "assistant", "content": "", "refusal": None})]), ascii_only)]
-    out += [_sse(_chunk([_delta({"content": part})]), ascii_only) for part in ANSWER_PARTS]
+    out += [_sse(_chunk([_delta({"content": part})]), ascii_only) for part in parts]
     out.append(_sse(_chunk([_delta({}, "stop")]), ascii_only))
     usage = {
         "prompt_tokens": 19,
@@ -71,7 +71,7 @@ def openai_chat_text(ascii_only: bool = False) -> Fixture:
     out.append(b"data: [DONE]\n\n")
     return Fixture(
         b"".join(out),
-        text="".join(ANSWER_PARTS),
+        text="".join(parts),
         usage={"input_tokens": 19, "output_tokens": 31, "total_tokens": 50},
         finish_reason="stop",
     )

@@ -30,6 +30,8 @@ class Reply:
     chunks: list[bytes] = field(default_factory=list)
     delay: float = 0.0  # between chunks, so they cross the network one by one
     abort_after: int | None = None  # close the connection after this many chunks
+    pause_after: int | None = None  # go quiet after this many chunks ...
+    pause: float = 0.0  # ... for this long
 
 
 class Upstream:
@@ -108,6 +110,8 @@ class Upstream:
                 return False
             if reply.delay and i:
                 time.sleep(reply.delay)
+            if reply.pause_after is not None and i == reply.pause_after:
+                time.sleep(reply.pause)
             tls.sendall(conn.send(h11.Data(data=chunk)))
         tls.sendall(conn.send(h11.EndOfMessage()))
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE

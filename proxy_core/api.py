@@ -309,7 +309,7 @@ class NextStreamHandler(EventStreamMixin):
         tag = self.get_query_argument("tag", None)
         timeout = self.float_arg("timeout", 30.0)
         deadline = self.hub.clock() + timeout
-        cursor = self.hub.last_offset
+        cursor = self.int_arg("after", self.hub.last_offset)  # default: streams from now on
         while not self._gone and not self.hub.closed:
             _, batch = self.hub.read(cursor, BATCH)
             for env in batch:

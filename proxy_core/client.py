@@ -134,11 +134,14 @@ class StreamtapClient:
         return (await self.stream(stream_id))["message"]
 
     async def next_stream(
-        self, host: str | None = None, tag: str | None = None, timeout: float = 30.0
+        self, host: str | None = None, tag: str | None = None, timeout: float = 30.0, after: int | None = None
     ) -> dict[str, Any]:
-        """The first stream matching host and tag that starts after this call.
-        Raises TimeoutError when none starts within `timeout` seconds."""
-        params = {k: v for k, v in {"host": host, "tag": tag, "timeout": timeout}.items() if v is not None}
+        """The first stream matching host and tag that starts after this call (or after
+        offset `after`: take `(await tap.health())["last_offset"]` before triggering a
+        request, and no race is possible). Raises TimeoutError when none starts within
+        `timeout` seconds."""
+        params = {k: v for k, v in {"host": host, "tag": tag, "timeout": timeout, "after": after}.items()
+                  if v is not None}
         status, body = await self._request("GET", f"/v1/streams/next?{urlencode(params)}")
         if status == 204:
             raise TimeoutError(f"no stream matching host={host!r} tag={tag!r} started within {timeout}s")

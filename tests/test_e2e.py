@@ -105,6 +105,7 @@ def world(tmp_path_factory):
             }
         finally:
             proc.stop()
+            print(proc.output)  # shown when a test of this module fails
 
 
 def openai_client(world) -> openai.OpenAI:

@@ -270,8 +270,8 @@ def test_next_stream_waits_for_exactly_its_own_stream(world):
     async def scenario_():
         async with StreamtapClient(world["sock"]) as tap:
             t = tag()
-            waiter = asyncio.create_task(tap.next_stream(host=HOST, tag=t, timeout=20))
-            await asyncio.sleep(0.2)
+            after = (await tap.health())["last_offset"]
+            waiter = asyncio.create_task(tap.next_stream(host=HOST, tag=t, timeout=20, after=after))
             await asyncio.to_thread(lambda: post(http(world), tag()))  # someone else's stream first
             await asyncio.to_thread(lambda: post(http(world), t))
             found = await waiter
@@ -292,9 +292,9 @@ def test_forgetting_streams_never_touches_an_active_one(world):
         post(client, t_done)
     done_id = world["log"].stream_of(t_done)[0]["stream"]
     tls = open_tls(world)
-    tls.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n"
-                f"x-streamtap-tag: {t_active}\r\nx-test-scenario: hang\r\n\r\n{{}}".encode())
-    active = asyncio.run(_next(world["sock"], t_active))
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n"
+               f"x-streamtap-tag: {t_active}\r\nx-test-scenario: hang\r\n\r\n{{}}").encode()
+    active = asyncio.run(_next(world["sock"], t_active, lambda: tls.sendall(request)))
     assert status_of(world["sock"], f"/v1/streams/{active['id']}", "DELETE") == 409
     forgotten = json.loads(UnixHTTPConnection_get(world["sock"], "/v1/streams", "DELETE"))["forgotten"]
     assert forgotten >= 1
@@ -307,9 +307,12 @@ def test_forgetting_streams_never_touches_an_active_one(world):
     assert status_of(world["sock"], f"/v1/streams/{active['id']}", "DELETE") == 404
 
 
-async def _next(sock: str, t: str) -> dict:
+async def _next(sock: str, t: str, trigger) -> dict:
+    """The stream tagged `t`, which `trigger` starts."""
     async with StreamtapClient(sock) as tap:
-        return await tap.next_stream(tag=t, timeout=10)
+        after = (await tap.health())["last_offset"]
+        await asyncio.to_thread(trigger)
+        return await tap.next_stream(tag=t, timeout=10, after=after)
 
 
 def test_gap_when_the_ring_has_moved_on(tmp_path, pki, upstream):
@@ -378,9 +381,9 @@ def test_shutdown_aborts_active_streams_flushes_readers_and_removes_the_socket(t
     raw.sendall(f"CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n".encode())
     raw.recv(4096)
     tls = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname=HOST)
-    tls.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n"
-                f"x-streamtap-tag: {t}\r\nx-test-scenario: hang\r\n\r\n{{}}".encode())
-    stream = asyncio.run(_next(str(sock), t))
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 2\r\n"
+               f"x-streamtap-tag: {t}\r\nx-test-scenario: hang\r\n\r\n{{}}").encode()
+    stream = asyncio.run(_next(str(sock), t, lambda: tls.sendall(request)))
     reader = follow_events(str(sock), since=0)
     events = []
     for ev in reader:

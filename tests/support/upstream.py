@@ -52,6 +52,13 @@ class Upstream:
 
     def __exit__(self, *exc: object) -> None:
         self._closed = True
+        # shutdown() wakes the thread blocked in accept(); a bare close() would leave
+        # it listening on a descriptor that is gone, and a later test's port with it.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._thread.join(5)
         self.sock.close()
 
     def _serve(self) -> None:

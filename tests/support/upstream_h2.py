@@ -50,7 +50,9 @@ class H2Upstream:
 
         sock = socket.create_server(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        self.config.bind = [f"fd://{sock.fileno()}"]
+        # Hypercorn owns the descriptor from here: detach, or our object would close
+        # it again later, by then perhaps someone else's socket.
+        self.config.bind = [f"fd://{sock.detach()}"]
         self._ready.set()
         await serve(self._app, self.config, shutdown_trigger=self._stop.wait)
 

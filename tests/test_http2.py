@@ -24,8 +24,9 @@ WIRE = encode(FX.body, "zstd")
 
 
 def reply(request: Request) -> Reply:
+    delay = 0.02 if request.headers.get("x-test-scenario") == "slow" else 0.001
     return Reply(headers=[("content-type", "text/event-stream"), ("content-encoding", "zstd")],
-                 chunks=[WIRE[i:i + 6] for i in range(0, len(WIRE), 6)], delay=0.001)
+                 chunks=[WIRE[i:i + 6] for i in range(0, len(WIRE), 6)], delay=delay)
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,70 @@ def test_curl_http2(h2world):
     assert result.stdout == WIRE + b"2", result.stderr
     events = h2world["log"].stream_of("h2-curl")
     assert text_of(events) == FX.text
+
+
+class RawH2:
+    """A bare HTTP/2 client (the h2 library) through the proxy, to send RST_STREAM."""
+
+    def __init__(self, h2world) -> None:
+        import socket
+
+        import h2.config
+        import h2.connection
+
+        raw = socket.create_connection(("127.0.0.1", h2world["proc"].proxy_port))
+        raw.sendall(b"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\n\r\n")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        ctx = ssl.create_default_context(cafile=str(h2world["ca"]))
+        ctx.set_alpn_protocols(["h2"])
+        self.sock = ctx.wrap_socket(raw, server_hostname="api.openai.com")
+        assert self.sock.selected_alpn_protocol() == "h2"
+        self.sock.settimeout(10)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn.initiate_connection()
+        self.flush()
+
+    def flush(self) -> None:
+        self.sock.sendall(self.conn.data_to_send())
+
+    def post(self, tag: str, scenario: str) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [(":method", "POST"), (":scheme", "https"), (":authority", "api.openai.com"),
+                                     (":path", "/v1/chat/completions"), ("x-streamtap-tag", tag),
+                                     ("x-test-scenario", scenario)], end_stream=True)
+        self.flush()
+        return sid
+
+    def read(self, sid: int, until_bytes: int | None = None) -> bytes:
+        import h2.events
+
+        body = b""
+        while True:
+            for event in self.conn.receive_data(self.sock.recv(65536)):
+                if isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
+                    body += event.data
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                if isinstance(event, h2.events.StreamEnded) and event.stream_id == sid:
+                    self.flush()
+                    return body
+            self.flush()
+            if until_bytes is not None and len(body) >= until_bytes:
+                return body
+
+
+def test_http2_rst_stream_is_abort_by_client_and_the_next_stream_is_clean(h2world):
+    import h2.errors
+
+    client = RawH2(h2world)
+    for i in range(5):
+        sid = client.post(f"h2-cancel-{i}", "slow")
+        client.read(sid, until_bytes=50)
+        client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)  # the user pressed Stop
+        client.flush()
+        sid = client.post(f"h2-after-{i}", "fast")  # same connection, next stream
+        assert client.read(sid) == WIRE
+        cancelled = h2world["log"].stream_of(f"h2-cancel-{i}")
+        assert cancelled[-1]["type"] == "stream.abort" and cancelled[-1]["by"] == "client", cancelled[-1]
+        assert FX.text.startswith(text_of(cancelled))
+        after = h2world["log"].stream_of(f"h2-after-{i}")
+        assert text_of(after) == FX.text and after[-1]["type"] == "stream.end"

@@ -39,5 +39,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench docs/benchmarks.md
 
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check proxy_core addons tests
+
 clean:
 	rm -rf $(VENV) run build *.egg-info .pytest_cache .hypothesis

@@ -58,7 +58,8 @@ class _Connection:
         self.h11 = h11.Connection(h11.CLIENT)
 
     async def send(self, method: str, target: str, headers: list[tuple[str, str]]) -> h11.Response:
-        self.writer.write(self.h11.send(h11.Request(method=method, target=target, headers=[("Host", "streamtap"), *headers])))
+        request = h11.Request(method=method, target=target, headers=[("Host", "streamtap"), *headers])
+        self.writer.write(self.h11.send(request))
         self.writer.write(self.h11.send(h11.EndOfMessage()))
         await self.writer.drain()
         event = await self._next()

@@ -28,8 +28,7 @@ from .events import (
     ToolCall,
 )
 from .providers import normalizer_for
-from .providers.base import Normalizer
-from .providers.base import error_message
+from .providers.base import Normalizer, error_message
 
 ERROR_BODY_LIMIT = 64 * 1024  # of an error response, kept to find its message
 

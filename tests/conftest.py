@@ -23,7 +23,7 @@ def chunkings(draw, data: bytes) -> list[bytes]:
         return [data[i : i + 1] for i in range(len(data))]
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(data) - 1)), max_size=min(60, len(data)))))
     edges = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a]
 
 
 def one_byte_at_a_time(data: bytes) -> list[bytes]:

@@ -28,7 +28,6 @@ from ..events import DecodeError
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 
-
 @dataclass(frozen=True, slots=True)
 class JsonDocument:
     """One complete JSON value, parsed; `at_byte` is where it starts in the body."""

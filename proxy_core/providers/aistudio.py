@@ -26,7 +26,7 @@ from typing import Any
 
 from ..decoders.json_stream import JsonDocument
 from ..events import Payload, ProviderError, ReasoningDelta, TextDelta, Usage
-from .base import Normalizer, as_int, tool_call
+from .base import DeferredUsage, Normalizer, as_int, tool_call
 
 # google.ai.generativelanguage FinishReason, by number.
 FINISH_REASONS = {
@@ -48,8 +48,7 @@ class AIStudioNormalizer(Normalizer):
     def __init__(self) -> None:
         super().__init__()
         self._calls_seen: set[str] = set()
-        self._usage: list[Any] | None = None
-        self._usage_sent = False
+        self._usage = DeferredUsage()
         self._error_code: Any = None
 
     def on_json(self, doc: JsonDocument) -> list[Payload]:
@@ -80,14 +79,15 @@ class AIStudioNormalizer(Normalizer):
             self.finish_reason = self.finish_reason or BLOCK_REASONS.get(feedback[0], str(feedback[0]))
             finished = True
         if len(obj) > 2 and isinstance(obj[2], list):
-            self._usage, self._usage_sent = obj[2], False
+            counts = obj[2] + [None] * 3
+            self._usage.update(Usage(as_int(counts[0]), as_int(counts[1]), as_int(counts[2])))
         if finished:
             self.complete = True
-            out += self._flush_usage()
+            out += self._usage.flush()
         return out
 
     def close(self) -> list[Payload]:
-        return self._flush_usage()
+        return self._usage.flush()
 
     def _part(self, part: Any, index: int, at_byte: int) -> list[Payload]:
         if not isinstance(part, list) or len(part) < 2:
@@ -122,13 +122,6 @@ class AIStudioNormalizer(Normalizer):
             code = f" (code {self._error_code})" if self._error_code is not None else ""
             return [ProviderError(f"{value}{code}")]
         return []
-
-    def _flush_usage(self) -> list[Payload]:
-        if self._usage is None or self._usage_sent:
-            return []
-        self._usage_sent = True
-        u = self._usage + [None] * 3
-        return [Usage(as_int(u[0]), as_int(u[1]), as_int(u[2]))]
 
 
 def _is_content(value: Any) -> bool:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from ..decoders.json_stream import JsonDocument
 from ..decoders.sse import ServerSentEvent
-from ..events import DecodeError, Payload, ToolCall
+from ..events import DecodeError, Payload, ToolCall, Usage
 
 
 class Normalizer:
@@ -43,6 +43,21 @@ class Normalizer:
 
     def close(self) -> list[Payload]:
         return []
+
+
+class DeferredUsage:
+    """Usage that the provider repeats in many chunks, reported once: the last one seen,
+    when the answer finishes or the body ends."""
+
+    def __init__(self) -> None:
+        self._usage: Usage | None = None
+
+    def update(self, usage: Usage) -> None:
+        self._usage = usage
+
+    def flush(self) -> list[Payload]:
+        usage, self._usage = self._usage, None
+        return [usage] if usage is not None else []
 
 
 def as_int(value: Any) -> int | None:

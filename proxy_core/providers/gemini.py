@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..events import Payload, ProviderError, ReasoningDelta, TextDelta, Usage
-from .base import Normalizer, as_int, error_message, tool_call
+from .base import DeferredUsage, Normalizer, as_int, error_message, tool_call
 
 
 class GeminiNormalizer(Normalizer):
@@ -20,8 +20,7 @@ class GeminiNormalizer(Normalizer):
 
     def __init__(self) -> None:
         super().__init__()
-        self._usage: dict[str, Any] | None = None
-        self._usage_sent = False
+        self._usage = DeferredUsage()
 
     def on_document(self, obj: Any, at_byte: int, event: str | None = None) -> list[Payload]:
         if isinstance(obj, list):  # a whole array body (generateContent answers in one piece)
@@ -50,16 +49,17 @@ class GeminiNormalizer(Normalizer):
         if isinstance(block, str):
             self.finish_reason = self.finish_reason or block
             finished = True
-        if isinstance(obj.get("usageMetadata"), dict):
-            self._usage = obj["usageMetadata"]
-            self._usage_sent = False
+        usage = obj.get("usageMetadata")
+        if isinstance(usage, dict):
+            self._usage.update(Usage(as_int(usage.get("promptTokenCount")), as_int(usage.get("candidatesTokenCount")),
+                                     as_int(usage.get("totalTokenCount"))))
         if finished:
             self.complete = True
-            out += self._flush_usage()
+            out += self._usage.flush()
         return out
 
     def close(self) -> list[Payload]:
-        return self._flush_usage()
+        return self._usage.flush()
 
     def _part(self, part: Any, index: int, at_byte: int) -> list[Payload]:
         if not isinstance(part, dict):
@@ -73,11 +73,3 @@ class GeminiNormalizer(Normalizer):
             return tool_call(call.get("id"), call.get("name"), args if isinstance(args, dict) else {}, index,
                              at_byte, self.name)
         return []
-
-    def _flush_usage(self) -> list[Payload]:
-        if self._usage is None or self._usage_sent:
-            return []
-        self._usage_sent = True
-        u = self._usage
-        return [Usage(as_int(u.get("promptTokenCount")), as_int(u.get("candidatesTokenCount")),
-                      as_int(u.get("totalTokenCount")))]

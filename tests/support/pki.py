@@ -25,7 +25,7 @@ def _name(cn: str) -> x509.Name:
 
 
 def make_pki(directory: Path, hosts: list[str], ca_name: str = "streamtap test upstream CA") -> TestPKI:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()

@@ -341,10 +341,26 @@ class StreamEventsHandler(EventStreamMixin):
         await self.send_events(after, lambda env: env.stream == stream_id, follow, until_end_of=stream_id)
 
 
-def make_app(hub: Hub, token: str | None = None, max_lag: int = 10_000) -> tornado.web.Application:
+class PacHandler(tornado.web.RequestHandler):
+    """GET /proxy.pac: no token needed, as browsers cannot send one; it tells only which
+    hosts go through the proxy."""
+
+    def initialize(self, pac: Callable[[], str]) -> None:
+        self.pac = pac
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/x-ns-proxy-autoconfig")
+        self.finish(self.pac())
+
+
+def make_app(
+    hub: Hub, token: str | None = None, max_lag: int = 10_000, pac: Callable[[], str] | None = None
+) -> tornado.web.Application:
     kwargs = {"hub": hub, "token": token, "max_lag": max_lag}
+    extra = [(r"/proxy.pac", PacHandler, {"pac": pac})] if pac is not None else []
     return tornado.web.Application(
         [
+            *extra,
             (r"/healthz", HealthHandler, kwargs),
             (r"/metrics", MetricsHandler, kwargs),
             (r"/v1/events", EventsHandler, kwargs),

@@ -1,46 +1,148 @@
 """The local certificate authority in certs/ (mitmproxy's confdir).
 
 The files keep mitmproxy's names so mitmproxy loads them as they are; we create them
-first, with our own subject, and keep the key 0600 in a 0700 directory.
+first, with our own subject, and keep the key 0600 in a 0700 directory. With
+`ca.name_constraints`, the CA carries X.509 NameConstraints permitting only the routed
+domains, so its key, if it leaked, could not vouch for any other site.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from mitmproxy.certs import CertStore
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 BASENAME = "mitmproxy"  # mitmproxy looks for <confdir>/mitmproxy-ca.pem
 ORGANIZATION = "streamtap"
 COMMON_NAME = "streamtap local CA"
 KEY_SIZE = 2048
+VALIDITY = datetime.timedelta(days=3650)
+BACKDATE = datetime.timedelta(days=2)  # tolerate clients whose clocks run behind
+
+# Every file the CA is kept in; the first two hold the private key.
+SECRET_FILES = (f"{BASENAME}-ca.pem", f"{BASENAME}-ca.p12")
+PUBLIC_FILES = (f"{BASENAME}-ca-cert.pem", f"{BASENAME}-ca-cert.cer", f"{BASENAME}-ca-cert.p12")
 
 
 def key_path(certs_dir: str | Path) -> Path:
-    return Path(certs_dir) / f"{BASENAME}-ca.pem"
+    return Path(certs_dir) / SECRET_FILES[0]
 
 
 def cert_path(certs_dir: str | Path) -> Path:
-    return Path(certs_dir) / f"{BASENAME}-ca-cert.pem"
+    return Path(certs_dir) / PUBLIC_FILES[0]
 
 
-def ensure_ca(certs_dir: str | Path) -> Path:
-    """Create the CA on first use; return the certificate's path. Idempotent."""
+def ensure_ca(certs_dir: str | Path, permitted: list[str] | None = None) -> Path:
+    """Create the CA on first use; return the certificate's path. Idempotent: an
+    existing CA is kept as it is (`rotate_ca` replaces it)."""
     certs = Path(certs_dir)
     certs.mkdir(parents=True, exist_ok=True)
     os.chmod(certs, 0o700)
     if not key_path(certs).exists():
-        CertStore.create_store(certs, BASENAME, KEY_SIZE, organization=ORGANIZATION, cn=COMMON_NAME)
-    for secret in (key_path(certs), certs / f"{BASENAME}-ca.p12"):
-        if secret.exists():
-            os.chmod(secret, 0o600)
+        _write_ca(certs, *_new_ca(permitted))
+    for name in SECRET_FILES:
+        if (certs / name).exists():
+            os.chmod(certs / name, 0o600)
     return cert_path(certs)
+
+
+def rotate_ca(certs_dir: str | Path, permitted: list[str] | None = None) -> Path:
+    """A new CA in place of the old one. Leaf certificates live only in a running
+    proxy's memory: restarting it drops every leaf the old CA signed."""
+    certs = Path(certs_dir)
+    for name in (*SECRET_FILES, *PUBLIC_FILES):
+        (certs / name).unlink(missing_ok=True)
+    return ensure_ca(certs, permitted)
+
+
+def permitted_domains(hosts: Iterable[str]) -> list[str]:
+    """DNS name constraints covering route host globs: `*.example.com` and
+    `api-*.example.com` become `example.com` (which permits its subdomains too)."""
+    out: list[str] = []
+    for host in hosts:
+        if "*" in host or "?" in host or "[" in host:
+            tail = host.rsplit("*", 1)[-1].split("?")[-1].split("]")[-1]
+            host = tail.split(".", 1)[1] if "." in tail and not tail.startswith(".") else tail.lstrip(".")
+        host = host.strip(".").lower()
+        if host and "." in host and host not in out:
+            out.append(host)
+    return out
+
+
+def _new_ca(permitted: list[str] | None) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, COMMON_NAME),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+        ]
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    usage = x509.KeyUsage(
+        digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .serial_number(x509.random_serial_number())
+        .subject_name(name)
+        .issuer_name(name)
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now - BACKDATE + VALIDITY)
+        .public_key(key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if permitted:
+        constraints = x509.NameConstraints(
+            permitted_subtrees=[x509.DNSName(d) for d in permitted], excluded_subtrees=None
+        )
+        builder = builder.add_extension(constraints, critical=True)
+    return key, builder.sign(key, hashes.SHA256())
+
+
+def _write_ca(certs: Path, key: rsa.RSAPrivateKey, cert: x509.Certificate) -> None:
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    cert_pem = cert.public_bytes(pem)
+    old_umask = os.umask(0o077)  # the key files are never readable by others, not even briefly
+    try:
+        (certs / SECRET_FILES[0]).write_bytes(key_pem + cert_pem)
+        (certs / SECRET_FILES[1]).write_bytes(
+            pkcs12.serialize_key_and_certificates(BASENAME.encode(), key, cert, None, serialization.NoEncryption())
+        )
+    finally:
+        os.umask(old_umask)
+    (certs / PUBLIC_FILES[0]).write_bytes(cert_pem)
+    (certs / PUBLIC_FILES[1]).write_bytes(cert_pem)  # .cer: the same PEM, for Android
+    (certs / PUBLIC_FILES[2]).write_bytes(
+        pkcs12.serialize_key_and_certificates(BASENAME.encode(), None, cert, None, serialization.NoEncryption())
+    )
+
+
+def export(certs_dir: str | Path, fmt: str) -> bytes:
+    """The CA certificate (never its key) as pem, der or p12."""
+    cert = x509.load_pem_x509_certificate(cert_path(certs_dir).read_bytes())
+    if fmt == "pem":
+        return cert.public_bytes(serialization.Encoding.PEM)
+    if fmt == "der":
+        return cert.public_bytes(serialization.Encoding.DER)
+    if fmt == "p12":  # a trust bundle: the certificate alone, no key
+        return pkcs12.serialize_key_and_certificates(
+            COMMON_NAME.encode(), None, None, [cert], serialization.NoEncryption()
+        )
+    raise ValueError(f"unknown format {fmt!r} (pem, der or p12)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +150,9 @@ class CAInfo:
     path: Path
     subject: str
     sha256: str
-    not_before: datetime
-    not_after: datetime
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    permitted: list[str] | None
 
     def lines(self) -> list[str]:
         return [
@@ -57,6 +160,7 @@ class CAInfo:
             f"sha256:      {self.sha256}",
             f"valid from:  {self.not_before:%Y-%m-%d %H:%M:%S} UTC",
             f"expires:     {self.not_after:%Y-%m-%d %H:%M:%S} UTC",
+            f"constraints: {', '.join(self.permitted) if self.permitted else 'none (any host)'}",
             f"certificate: {self.path}",
         ]
 
@@ -64,10 +168,16 @@ class CAInfo:
 def describe(path: Path) -> CAInfo:
     cert = x509.load_pem_x509_certificate(path.read_bytes())
     digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
+    try:
+        nc = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+        permitted = [str(n.value) for n in nc.permitted_subtrees or []]
+    except x509.ExtensionNotFound:
+        permitted = None
     return CAInfo(
         path=path,
         subject=cert.subject.rfc4514_string(),
         sha256=":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
         not_before=cert.not_valid_before_utc.replace(tzinfo=None),
         not_after=cert.not_valid_after_utc.replace(tzinfo=None),
+        permitted=permitted,
     )

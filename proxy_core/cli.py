@@ -63,16 +63,28 @@ def make_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     ca = sub.add_parser("ca", help="the local certificate authority")
-    ca.add_argument("action", choices=["show", "path"])
+    ca.add_argument("action", choices=["show", "path", "install", "uninstall", "export", "rotate"])
     ca.add_argument("--certs", metavar="DIR", default=None, help="CA directory (default certs)")
-    ca.add_argument("--config", metavar="FILE", help="take certs_dir from this configuration")
+    ca.add_argument("--config", metavar="FILE", help="take certs_dir and routes from this configuration")
+    ca.add_argument("--dry-run", action="store_true", help="install/uninstall: print the commands, run nothing")
+    ca.add_argument("--platform", choices=["linux", "macos", "windows"], default=_this_platform(),
+                    help="install/uninstall: the platform to plan for (default: this one)")
+    ca.add_argument("--format", choices=["pem", "der", "p12"], default="pem", help="export: the format")
+    ca.add_argument("--out", metavar="FILE", help="export: write here instead of standard output")
     ca.set_defaults(func=cmd_ca)
 
     env = sub.add_parser("env", help="shell exports that point clients at the proxy")
     env.add_argument("--config", metavar="FILE")
     env.add_argument("--certs", metavar="DIR")
     env.add_argument("--listen", metavar="HOST:PORT")
+    env.add_argument("--shell", choices=["sh", "fish", "powershell"], default="sh")
     env.set_defaults(func=cmd_env)
+
+    pac = sub.add_parser("pac", help="a proxy auto-config file: routed hosts via streamtap, the rest DIRECT")
+    pac.add_argument("--config", metavar="FILE")
+    pac.add_argument("--listen", metavar="HOST:PORT")
+    pac.add_argument("--route", action="append", default=[], metavar="HOST[:PATH_REGEX]=PROVIDER")
+    pac.set_defaults(func=cmd_pac)
 
     tail = sub.add_parser("tail", help="follow the events on the API socket")
     tail.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock")
@@ -109,7 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .ca import ensure_ca
 
     cfg = resolve_config(args)
-    ca_cert = ensure_ca(cfg.certs_dir)
+    ca_cert = ensure_ca(cfg.certs_dir, cfg.permitted_domains())
+    _warn_on_stale_constraints(cfg, ca_cert)
     try:
         return asyncio.run(_run(cfg, args.setoptions, ca_cert))
     except (exceptions.OptionsError, NotImplementedError) as e:
@@ -157,15 +170,73 @@ def _banner(cfg: Config, ca_cert: Path) -> str:
 
 
 def cmd_ca(args: argparse.Namespace) -> int:
-    from .ca import describe, ensure_ca
+    from . import ca, trust
 
-    certs = args.certs or load_config(args.config).certs_dir
-    path = ensure_ca(certs)
+    cfg = load_config(args.config)
+    certs = args.certs or cfg.certs_dir
+    if args.action == "rotate":
+        path = ca.rotate_ca(certs, cfg.permitted_domains())
+        print("\n".join(ca.describe(path).lines()))
+        print("a new CA: restart streamtap, and install the new certificate where the old one was trusted")
+        return 0
+    path = ca.ensure_ca(certs, cfg.permitted_domains())
     if args.action == "path":
         print(path.resolve())
+    elif args.action == "show":
+        print("\n".join(ca.describe(path).lines()))
+    elif args.action == "export":
+        data = ca.export(certs, args.format)
+        if args.out:
+            Path(args.out).write_bytes(data)
+        else:
+            sys.stdout.buffer.write(data)
     else:
-        print("\n".join(describe(path).lines()))
+        try:
+            steps = trust.plan(args.action, path, args.platform, Path.home(), root=_is_root())
+        except trust.TrustError as e:
+            print(f"streamtap: {e}", file=sys.stderr)
+            return 1
+        return _run_steps(steps, args.dry_run)
     return 0
+
+
+def _run_steps(steps: list[Any], dry_run: bool) -> int:
+    import subprocess
+
+    for step in steps:
+        print(f"{step.shell()}    # {step.why}" if dry_run else f"+ {step.shell()}", flush=True)
+        if dry_run:
+            continue
+        try:
+            result = subprocess.run(step.argv)
+        except FileNotFoundError:
+            print(f"streamtap: {step.argv[0]} not found", file=sys.stderr)
+            return 1
+        if result.returncode != 0:
+            print(f"streamtap: failed ({result.returncode}): {step.shell()}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _this_platform() -> str:
+    return {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _warn_on_stale_constraints(cfg: Config, ca_cert: Path) -> None:
+    from .ca import describe
+
+    wanted = cfg.permitted_domains()
+    have = describe(ca_cert).permitted
+    if (wanted or None) != (have or None):
+        print(
+            f"streamtap: warning: the CA's name constraints ({', '.join(have or []) or 'none'}) differ from the "
+            f"configuration's ({', '.join(wanted or []) or 'none'}); run `streamtap ca rotate` to make a new CA",
+            file=sys.stderr,
+        )
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -186,7 +257,20 @@ def cmd_env(args: argparse.Namespace) -> int:
         "NODE_EXTRA_CA_CERTS": str(ca),
     }
     for name, value in exports.items():
-        print(f"export {name}={shlex.quote(value)}")
+        if args.shell == "fish":
+            print(f"set -gx {name} {shlex.quote(value)}")
+        elif args.shell == "powershell":
+            print(f"$env:{name} = '{value.replace(chr(39), chr(39) * 2)}'")
+        else:
+            print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_pac(args: argparse.Namespace) -> int:
+    from .pac import pac_script
+
+    cfg = resolve_config(args)
+    sys.stdout.write(pac_script((r.host for r in cfg.routes), cfg.listen))
     return 0
 
 

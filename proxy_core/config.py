@@ -36,6 +36,14 @@ class Config:
     max_event_bytes: int = 8 * 1024 * 1024
     routes: list[Route] = field(default_factory=lambda: [make_route(**r) for r in DEFAULT_ROUTES])
     connect_to: dict[str, str] = field(default_factory=dict)
+    name_constraints: bool = False
+    passthrough_on_reject: bool = False
+
+    def permitted_domains(self) -> list[str] | None:
+        """The CA's DNS name constraints, when `ca.name_constraints` asks for them."""
+        from .ca import permitted_domains
+
+        return permitted_domains(r.host for r in self.routes) if self.name_constraints else None
 
     def check(self) -> None:
         """Checks that span keys (a single key is checked where it is read)."""
@@ -75,12 +83,14 @@ class Config:
             "streamtap_idle_timeout": str(self.idle_timeout),
             "streamtap_routes": [r.spec() for r in self.routes],
             "streamtap_connect_to": [f"{k}={v}" for k, v in self.connect_to.items()],
+            "streamtap_passthrough_on_reject": self.passthrough_on_reject,
         }
 
 
 SCHEMA: dict[str, Any] = {
-    "proxy": {"listen": str, "upstream_proxy": str, "auth": str},
+    "proxy": {"listen": str, "upstream_proxy": str, "auth": str, "passthrough_on_reject": bool},
     "certs_dir": str,
+    "ca": {"name_constraints": bool},
     "api": {"socket": str, "listen": str, "token": str},
     "capture": {"buffer_events": int, "idle_timeout": (int, float), "max_event_bytes": int, "dir": str},
     "routes": list,
@@ -124,6 +134,8 @@ def config_from_dict(data: Any) -> Config:
             raise ConfigError("proxy.auth: expected USER:PASS")
         cfg.auth = proxy["auth"]
     cfg.certs_dir = data.get("certs_dir") or cfg.certs_dir
+    cfg.name_constraints = bool((data.get("ca") or {}).get("name_constraints"))
+    cfg.passthrough_on_reject = bool(proxy.get("passthrough_on_reject"))
     if "socket" in api:
         cfg.api_socket = api["socket"] or ""
     cfg.api_listen = api.get("listen") or None
@@ -157,10 +169,11 @@ def _check_keys(data: dict[str, Any], schema: dict[str, Any], prefix: str) -> No
             if not isinstance(value, dict):
                 raise ConfigError(f"{name}: must be a mapping")
             _check_keys(value, expected, f"{name}.")
-        elif not isinstance(value, expected) or isinstance(value, bool):
+        elif not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             kinds = expected if isinstance(expected, tuple) else (expected,)
-            want = " or ".join({"str": "a string", "int": "an integer", "float": "a number",
-                                "list": "a list", "dict": "a mapping"}[k.__name__] for k in kinds)
+            names = {"str": "a string", "int": "an integer", "float": "a number", "list": "a list",
+                     "dict": "a mapping", "bool": "true or false"}
+            want = " or ".join(names[k.__name__] for k in kinds)
             raise ConfigError(f"{name}: must be {want}, not {value!r}")
 
 

@@ -16,6 +16,8 @@ from tornado.netutil import bind_sockets, bind_unix_socket
 
 from ..api import make_app
 from ..hub import Hub
+from ..pac import pac_script
+from ..routes import parse_route
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +102,30 @@ class ApiServer:
     def start(self) -> None:
         if path := ctx.options.streamtap_api_socket:
             self.socket_path = Path(path)
-            server = HTTPServer(make_app(self.hub, max_lag=ctx.options.streamtap_subscriber_queue))
+            server = HTTPServer(make_app(self.hub, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac))
             server.add_socket(_bind_private_unix_socket(self.socket_path))
             self.servers.append(server)
             logger.info(f"streamtap API listening at unix:{path}")
         if listen := ctx.options.streamtap_api_listen:
             host, port = parse_listen(listen)
             token = ctx.options.streamtap_api_token or None
-            server = HTTPServer(make_app(self.hub, token=token, max_lag=ctx.options.streamtap_subscriber_queue))
+            server = HTTPServer(
+                make_app(self.hub, token=token, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac)
+            )
             sockets = bind_sockets(port, host)
             server.add_sockets(sockets)
             self.servers.append(server)
             bound = sockets[0].getsockname()
             logger.info(f"streamtap API listening at http://{host}:{bound[1]}")
+
+    def pac(self) -> str:
+        """The PAC file for the proxy as it listens now."""
+        host = ctx.options.listen_host or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        port = ctx.options.listen_port or 8080
+        hosts = [parse_route(spec).host for spec in ctx.options.streamtap_routes]
+        return pac_script(hosts, f"{host}:{port}")
 
     def stop(self) -> None:
         for server in self.servers:

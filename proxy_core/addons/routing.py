@@ -41,6 +41,8 @@ class Routing:
         # configure() only hears of options that change: start from the defaults.
         self.table = RouteTable([parse_route(s) for s in default_route_specs()])
         self.connect_to: dict[tuple[str, int], tuple[str, int]] = {}
+        self.rejected: set[str] = set()  # hosts whose clients refused our certificate
+        self._warned: set[str] = set()
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -57,6 +59,13 @@ class Routing:
             "Connect to another address for a host, keeping its TLS name, as "
             "HOST:PORT=ADDRESS:PORT (like curl --connect-to).",
         )
+        loader.add_option(
+            "streamtap_passthrough_on_reject",
+            bool,
+            False,
+            "Once a client refuses streamtap's certificate for a host (certificate pinning), "
+            "pass that host through undecrypted from then on.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "streamtap_routes" in updated:
@@ -72,8 +81,26 @@ class Routing:
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         host = data.client_hello.sni or (data.context.server.address or ("",))[0]
-        if not self.table.intercepts(host):
+        if not self.table.intercepts(host) or host in self.rejected:
             data.ignore_connection = True
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """The client refused the handshake: it does not trust our CA, or it pins the
+        real certificate. Said once per host, with what to do about it."""
+        host = data.context.client.sni or (data.context.server.address or ("?",))[0]
+        if host in self.rejected or host in self._warned:
+            return
+        self._warned.add(host)
+        hint = (
+            "streamtap will pass it through from now on"
+            if ctx.options.streamtap_passthrough_on_reject
+            else "trust the CA (`streamtap ca install`), or set streamtap_passthrough_on_reject "
+            "to pass such hosts through"
+        )
+        logger.warning(f"streamtap: a client refused streamtap's certificate for {host} "
+                       f"(untrusted CA or certificate pinning): {hint}")
+        if ctx.options.streamtap_passthrough_on_reject:
+            self.rejected.add(host)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if data.server.address is None:

@@ -1,0 +1,188 @@
+"""A real headless Chromium through streamtap: our CA imported into a fresh NSS database
+with certutil, no --ignore-certificate-errors. A page on a loopback HTTPS server streams
+an SSE answer with fetch(); the subscriber on the API socket receives it exactly, and
+an unrouted host shows the browser its own certificate."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .support import fixtures
+from .support.pki import make_pki
+from .support.proc import StreamtapProcess
+from .support.subscriber import EventLog, text_of
+from .support.upstream import Reply, Request, Upstream
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+if CHROMIUM is None or shutil.which("certutil") is None:
+    # .ci/run installs both and sets STREAMTAP_REQUIRE_BROWSER: there, this test never skips.
+    if os.environ.get("STREAMTAP_REQUIRE_BROWSER"):
+        raise RuntimeError("chromium and certutil are required (Debian: chromium libnss3-tools)")
+    pytest.skip("chromium or certutil is not installed", allow_module_level=True)
+
+CHAT = fixtures.openai_chat_text()
+ROUTED = "chat.streamtap.test"
+UNROUTED = "plain.streamtap.test"
+
+PAGE = b"""<!doctype html><meta charset="utf-8"><title>streamtap</title><body><script>
+(async () => {
+  const r = await fetch('/v1/chat/completions', {method: 'POST', body: '{}',
+    headers: {'content-type': 'application/json', 'x-streamtap-tag': 'browser'}});
+  const reader = r.body.getReader(), decoder = new TextDecoder();
+  let raw = '';
+  for (;;) {
+    const {done, value} = await reader.read();
+    if (done) break;
+    raw += decoder.decode(value, {stream: true});
+  }
+  document.body.dataset.raw = raw;
+  document.body.dataset.done = '1';
+})().catch(e => { document.body.dataset.error = String(e); document.body.dataset.done = '1'; });
+</script>"""
+
+
+def serve(request: Request) -> Reply:
+    if request.method == "POST":
+        body = CHAT.body
+        return Reply(chunks=[body[i : i + 11] for i in range(0, len(body), 11)], delay=0.002)
+    return Reply(headers=[("content-type", "text/html; charset=utf-8")], chunks=[PAGE])
+
+
+class DevTools:
+    """Just enough of the Chrome DevTools Protocol, over its WebSocket."""
+
+    def __init__(self, url: str) -> None:
+        from websockets.sync.client import connect
+
+        self.ws = connect(url, max_size=None)
+        self.ids = itertools.count(1)
+        self.events: list[dict] = []
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        msg_id = next(self.ids)
+        msg = {"id": msg_id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        self.ws.send(json.dumps(msg))
+        while True:
+            reply = json.loads(self.ws.recv(timeout=30))
+            if reply.get("id") == msg_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def evaluate(self, session: str, expression: str):
+        result = self.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+
+@pytest.fixture(scope="module")
+def browser_world(tmp_path_factory):
+    work = tmp_path_factory.mktemp("browser")
+    pki = make_pki(work / "pki", [ROUTED, UNROUTED])
+    with Upstream(pki, serve) as upstream:
+        proc = StreamtapProcess(
+            ["--certs", str(work / "certs"), "--api-socket", str(work / "api.sock"),
+             "--route", f"{ROUTED}:^/v1/chat=openai",
+             "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
+             "--set", f"streamtap_connect_to={ROUTED}:443=127.0.0.1:{upstream.port}",
+             "--set", f"streamtap_connect_to={UNROUTED}:443=127.0.0.1:{upstream.port}"],
+            cwd=work,
+        )
+        home = work / "home"
+        nssdb = home / ".pki" / "nssdb"
+        nssdb.mkdir(parents=True)
+        certutil = ["certutil", "-d", f"sql:{nssdb}"]
+        subprocess.run([*certutil, "-N", "--empty-password"], check=True)
+        subprocess.run([*certutil, "-A", "-n", "streamtap", "-t", "C,,", "-i",
+                        str(work / "certs" / "mitmproxy-ca-cert.pem")], check=True)
+        # The unrouted host's own CA, so that the browser can load it directly.
+        subprocess.run([*certutil, "-A", "-n", "upstream", "-t", "C,,", "-i", str(pki.ca_cert)], check=True)
+        chrome = subprocess.Popen(
+            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-features=DnsOverHttps", f"--user-data-dir={work / 'profile'}",
+             f"--proxy-server={proc.proxy_url}", "--remote-debugging-port=0", "about:blank"],
+            env={**os.environ, "HOME": str(home)}, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            ws_url = None
+            assert chrome.stderr is not None
+            deadline = time.monotonic() + 60
+            while ws_url is None and time.monotonic() < deadline:
+                line = chrome.stderr.readline()
+                if not line:
+                    break
+                if m := re.search(r"DevTools listening on (ws://\S+)", line):
+                    ws_url = m.group(1)
+            assert ws_url, "chromium did not start"
+            yield {"proc": proc, "devtools": DevTools(ws_url), "log": EventLog(str(work / "api.sock"), since=0),
+                   "log_socket": str(work / "api.sock")}
+        finally:
+            chrome.terminate()
+            chrome.wait(15)
+            proc.stop()
+
+
+def open_page(devtools: DevTools, url: str) -> str:
+    target = devtools.call("Target.createTarget", url="about:blank")["targetId"]
+    session = devtools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+    devtools.call("Network.enable", session)
+    devtools.call("Page.enable", session)
+    devtools.call("Page.navigate", session, url=url)
+    return session
+
+
+def wait_for(devtools: DevTools, session: str, expression: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = devtools.evaluate(session, expression)
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(expression)
+
+
+def issuer_of(devtools: DevTools, url: str) -> str:
+    for event in devtools.events:
+        if event.get("method") == "Network.responseReceived" and event["params"]["response"]["url"] == url:
+            return event["params"]["response"]["securityDetails"]["issuer"]
+    raise AssertionError(f"no response for {url}")
+
+
+def test_chromium_fetch_stream_is_captured_exactly(browser_world):
+    devtools = browser_world["devtools"]
+    url = f"https://{ROUTED}/page"
+    session = open_page(devtools, url)
+    wait_for(devtools, session, "document.body && document.body.dataset.done")
+    assert devtools.evaluate(session, "document.body.dataset.error || ''") == ""
+    assert devtools.evaluate(session, "document.body.dataset.raw") == CHAT.body.decode()
+    assert issuer_of(devtools, url) == "streamtap local CA"  # decrypted, with our CA, trusted
+
+    events = browser_world["log"].stream_of("browser")
+    assert text_of(events) == CHAT.text and events[-1]["type"] == "stream.end"
+    assert events[0]["request"]["headers"]["user-agent"].find("Chrome") >= 0
+
+
+def test_chromium_sees_the_unrouted_hosts_own_certificate(browser_world):
+    devtools = browser_world["devtools"]
+    url = f"https://{UNROUTED}/page"
+    session = open_page(devtools, url)
+    wait_for(devtools, session, "document.body && document.body.dataset.done")
+    assert issuer_of(devtools, url) == "streamtap test upstream CA"
+    from proxy_core.client import get_json
+
+    streams = get_json(browser_world["log_socket"], "/v1/streams")["streams"]
+    assert all(s["request"]["host"] != UNROUTED for s in streams)  # not decrypted, not recorded

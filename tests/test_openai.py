@@ -170,3 +170,14 @@ def test_truncated_gzip_keeps_the_text_decoded_so_far():
     errors = [p for p in payloads if isinstance(p, DecodeError)]
     assert len(errors) == 1 and "truncated" in errors[0].message
     assert "".join(p.text for p in payloads if isinstance(p, TextDelta)) == fx.text
+
+
+def test_parallel_calls_without_index_are_told_apart_by_id():
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"id": "b", "type": "function", "function": {"name": "g", "arguments": "{\"y\":2}"}}]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ]
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+    payloads, _ = run_tap([body])
+    assert payloads == [ToolCall("a", "f", {"x": 1}, 0), ToolCall("b", "g", {"y": 2}, 0)]

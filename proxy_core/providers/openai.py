@@ -29,8 +29,8 @@ class OpenAINormalizer(Normalizer):
 
     def __init__(self) -> None:
         super().__init__()
-        # (choice index, tool index) -> call being assembled, in arrival order.
-        self._calls: dict[tuple[int, int], _PendingCall] = {}
+        # (choice index, tool index or id) -> call being assembled, in arrival order.
+        self._calls: dict[tuple[int, int | str], _PendingCall] = {}
         self._finish: dict[int, str] = {}
         self._emitted_items: set[str] = set()
         self._last_at = 0
@@ -102,8 +102,7 @@ class OpenAINormalizer(Normalizer):
         for position, fragment in enumerate(delta.get("tool_calls") or ()):
             if not isinstance(fragment, dict):
                 continue
-            tool_index = as_int(fragment.get("index"))
-            key = (index, position if tool_index is None else tool_index)
+            key = self._call_key(index, position, fragment)
             call = self._calls.setdefault(key, _PendingCall())
             call.id = call.id or fragment.get("id")
             function = fragment.get("function") or {}
@@ -116,9 +115,21 @@ class OpenAINormalizer(Normalizer):
             out += self._flush_calls(index, at_byte)
         return out
 
+    def _call_key(self, choice: int, position: int, fragment: dict[str, Any]) -> tuple[int, int | str]:
+        """Fragments carry `index`; some OpenAI-compatible servers leave it out and send
+        each call whole with its own `id`: then the id tells calls apart."""
+        tool_index = as_int(fragment.get("index"))
+        if tool_index is not None:
+            return (choice, tool_index)
+        call_id = fragment.get("id")
+        if isinstance(call_id, str) and call_id:
+            return (choice, call_id)
+        mine = [k for k in self._calls if k[0] == choice]
+        return mine[-1] if mine else (choice, position)
+
     def _flush_calls(self, choice: int, at_byte: int) -> list[Payload]:
         out: list[Payload] = []
-        for key in sorted(k for k in self._calls if k[0] == choice):
+        for key in [k for k in self._calls if k[0] == choice]:  # in arrival order
             call = self._calls.pop(key)
             out += tool_call(call.id, call.name, "".join(call.arguments), choice, at_byte, self.name)
         return out

@@ -86,6 +86,12 @@ def make_parser() -> argparse.ArgumentParser:
     pac.add_argument("--route", action="append", default=[], metavar="HOST[:PATH_REGEX]=PROVIDER")
     pac.set_defaults(func=cmd_pac)
 
+    replay = sub.add_parser("replay", help="decode a saved mitmproxy flow file into events (NDJSON)")
+    replay.add_argument("file", help="a flow file written by mitmdump -w")
+    replay.add_argument("--config", metavar="FILE", help="take the routes from this configuration")
+    replay.add_argument("--route", action="append", default=[], metavar="HOST[:PATH_REGEX]=PROVIDER")
+    replay.set_defaults(func=cmd_replay)
+
     tail = sub.add_parser("tail", help="follow the events on the API socket")
     tail.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock")
     tail.add_argument("--since", default="now", help="offset to start after, or 'now' (default)")
@@ -271,6 +277,25 @@ def cmd_pac(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args)
     sys.stdout.write(pac_script((r.host for r in cfg.routes), cfg.listen))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from mitmproxy.exceptions import FlowReadException
+
+    from .replay import replay_flows
+    from .routes import RouteTable
+
+    cfg = resolve_config(args)
+    try:
+        for event in replay_flows(Path(args.file), RouteTable(cfg.routes)):
+            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+    except FileNotFoundError:
+        print(f"streamtap: {args.file}: no such file", file=sys.stderr)
+        return 1
+    except FlowReadException as e:
+        print(f"streamtap: {args.file}: not a mitmproxy flow file ({e})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,10 +13,10 @@ from mitmproxy.utils import asyncio_utils
 
 from ..decoders.sse import DEFAULT_MAX_EVENT_BYTES
 from ..events import DecodeError, StreamAbort, StreamStall
+from ..flowinfo import aborted_by, request_info, response_info
 from ..hub import Hub, StreamRecord
-from ..redact import redact_headers, redact_url
 from ..tap import StreamTap
-from .routing import ROUTE, TAG
+from .routing import ROUTE
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class StreamCapture:
         if route is None or flow.response is None:
             return
         response = flow.response
-        record = self.hub.open_stream(_request_info(flow, route.provider), _response_info(response))
+        record = self.hub.open_stream(request_info(flow, route.provider), response_info(response))
         tap = StreamTap(
             route.provider,
             response.status_code,
@@ -157,7 +157,7 @@ class StreamCapture:
         if flow_tap is None or flow.error is None:
             return
         message = flow.error.msg
-        flow_tap.abort(_aborted_by(message), message)
+        flow_tap.abort(aborted_by(message), message)
 
     def done(self) -> None:
         if self._stall_watch is not None:
@@ -166,33 +166,3 @@ class StreamCapture:
             flow_tap.abort("proxy", "streamtap shut down")
 
 
-def _aborted_by(message: str) -> str:
-    lowered = message.lower()
-    if "killed" in lowered and "client" not in lowered:
-        return "proxy"
-    return "client" if "client" in lowered else "upstream"
-
-
-def _request_info(flow: http.HTTPFlow, provider: str) -> dict[str, Any]:
-    request = flow.request
-    peer = flow.client_conn.peername
-    return {
-        "method": request.method,
-        "url": redact_url(request.pretty_url),
-        "host": request.pretty_host,
-        "path": redact_url(request.path),
-        "provider": provider,
-        "tag": flow.metadata.get(TAG),
-        "client": f"{peer[0]}:{peer[1]}" if peer else None,
-        "http_version": request.http_version,
-        "headers": redact_headers(request.headers.items(multi=True)),
-    }
-
-
-def _response_info(response: http.Response) -> dict[str, Any]:
-    return {
-        "status": response.status_code,
-        "headers": redact_headers(response.headers.items(multi=True)),
-        "content_type": response.headers.get("content-type"),
-        "content_encoding": response.headers.get("content-encoding"),
-    }

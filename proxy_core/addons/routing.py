@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.proxy import server_hooks
 
+from ..flowinfo import TAG
 from ..routes import DEFAULT_ROUTES, RouteError, RouteTable, parse_route
 
 logger = logging.getLogger(__name__)
 
 ROUTE = "streamtap.route"
-TAG = "streamtap.tag"
 TAG_HEADER = "x-streamtap-tag"
 
 

@@ -1,0 +1,61 @@
+"""`streamtap replay FILE`: a saved mitmproxy flow file decoded into the same events."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mitmproxy import io
+from mitmproxy.flow import Error
+from mitmproxy.test import tflow
+
+from .support import fixtures
+
+BIN = Path(sys.executable).parent
+
+
+def flow(host: str, path: str, body: bytes, coding: str | None = None, error: str | None = None):
+    f = tflow.tflow(resp=True)
+    f.request.host = host
+    f.request.headers["host"] = host
+    f.request.path = path
+    f.request.headers["x-api-key"] = "sk-ant-secret"
+    f.response.headers["content-type"] = "text/event-stream"
+    if coding:
+        f.response.headers["content-encoding"] = coding
+    f.response.raw_content = body
+    if error:
+        f.error = Error(error)
+    return f
+
+
+def test_replay_decodes_routed_flows_and_skips_the_rest(tmp_path):
+    fx = fixtures.anthropic_messages()
+    chat = fixtures.openai_chat_text()
+    path = tmp_path / "flows.mitm"
+    with path.open("wb") as out:
+        writer = io.FlowWriter(out)
+        writer.add(flow("api.anthropic.com", "/v1/messages", fixtures.encode(fx.body, "gzip"), "gzip"))
+        writer.add(tflow.tflow(resp=True))  # not routed
+        writer.add(flow("api.openai.com", "/v1/chat/completions", chat.body[:400], error="Client disconnected."))
+    result = subprocess.run([str(BIN / "streamtap"), "replay", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    streams = list(dict.fromkeys(e["stream"] for e in events))
+    assert len(streams) == 2
+    first = [e for e in events if e["stream"] == streams[0]]
+    assert "".join(e["text"] for e in first if e["type"] == "text.delta") == fx.text
+    assert first[-1]["type"] == "stream.end" and first[-1]["finish_reason"] == "tool_use"
+    assert first[0]["request"]["headers"]["x-api-key"] == "[redacted]"
+    second = [e for e in events if e["stream"] == streams[1]]
+    assert second[-1]["type"] == "stream.abort" and second[-1]["by"] == "client"
+    assert [e["offset"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_replay_of_a_file_that_is_not_a_flow_file(tmp_path):
+    bad = tmp_path / "bad.mitm"
+    bad.write_bytes(b"not a flow file at all")
+    result = subprocess.run([str(BIN / "streamtap"), "replay", str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "not a mitmproxy flow file" in result.stderr

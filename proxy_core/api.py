@@ -145,7 +145,7 @@ class EventStreamMixin(BaseHandler):
                 gap, batch = self.hub.read(cursor, BATCH)
                 if gap is not None:
                     self._write_one(dumps(gap_event(*gap, self.hub.clock())), gap[1], ndjson)
-                    self.hub.gaps += 1
+                    self.hub.metrics.gaps += 1
                 done = False
                 size = 0
                 for env in batch:
@@ -161,7 +161,7 @@ class EventStreamMixin(BaseHandler):
                 if (gap is not None or batch) and not await self._drain(follow):
                     self._write_one(dumps(cutoff_event(cursor, self.hub.last_offset - cursor, self.hub.clock())),
                                     cursor, ndjson)
-                    self.hub.cutoffs += 1
+                    self.hub.metrics.cutoffs += 1
                     break
                 if done:
                     break
@@ -209,11 +209,18 @@ def _consume_exception(future: asyncio.Future[None]) -> None:
 
 
 class HealthHandler(BaseHandler):
+    def initialize(self, readiness: Callable[[], dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        super().initialize(**kwargs)
+        self.readiness = readiness
+
     def get(self) -> None:
-        serving = not self.hub.closed
+        checks: dict[str, Any] = self.readiness() if self.readiness else {"hub_running": not self.hub.closed}
+        serving = all(bool(v) for v in checks.values())
+        status = "ok" if serving else ("stopping" if self.hub.closed else "not ready")
         self.write_json(
             {
-                "status": "ok" if serving else "stopping",
+                "status": status,
+                "checks": checks,
                 "version": __version__,
                 "instance": self.hub.instance,
                 "subscribers": self.hub.subscribers,
@@ -228,31 +235,8 @@ class HealthHandler(BaseHandler):
 
 class MetricsHandler(BaseHandler):
     def get(self) -> None:
-        lines = [
-            "# HELP streamtap_events_total Events published, by type.",
-            "# TYPE streamtap_events_total counter",
-        ]
-        for kind, count in sorted(self.hub.counts.items()):
-            lines.append(f'streamtap_events_total{{type="{kind}"}} {count}')
-        lines += [
-            "# HELP streamtap_active_streams Streams being captured now.",
-            "# TYPE streamtap_active_streams gauge",
-            f"streamtap_active_streams {self.hub.active_streams}",
-            "# HELP streamtap_subscribers API readers connected now.",
-            "# TYPE streamtap_subscribers gauge",
-            f"streamtap_subscribers {self.hub.subscribers}",
-            "# HELP streamtap_gaps_total Gap notices sent to readers.",
-            "# TYPE streamtap_gaps_total counter",
-            f"streamtap_gaps_total {self.hub.gaps}",
-            "# HELP streamtap_cutoffs_total Readers cut off for falling behind.",
-            "# TYPE streamtap_cutoffs_total counter",
-            f"streamtap_cutoffs_total {self.hub.cutoffs}",
-            "# HELP streamtap_last_offset Offset of the newest event.",
-            "# TYPE streamtap_last_offset gauge",
-            f"streamtap_last_offset {self.hub.last_offset}",
-        ]
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish("\n".join(lines) + "\n")
+        self.finish(self.hub.metrics.render(self.hub.active_streams, self.hub.subscribers, self.hub.last_offset))
 
 
 class EventsHandler(EventStreamMixin):
@@ -354,14 +338,18 @@ class PacHandler(tornado.web.RequestHandler):
 
 
 def make_app(
-    hub: Hub, token: str | None = None, max_lag: int = 10_000, pac: Callable[[], str] | None = None
+    hub: Hub,
+    token: str | None = None,
+    max_lag: int = 10_000,
+    pac: Callable[[], str] | None = None,
+    readiness: Callable[[], dict[str, Any]] | None = None,
 ) -> tornado.web.Application:
     kwargs = {"hub": hub, "token": token, "max_lag": max_lag}
     extra = [(r"/proxy.pac", PacHandler, {"pac": pac})] if pac is not None else []
     return tornado.web.Application(
         [
             *extra,
-            (r"/healthz", HealthHandler, kwargs),
+            (r"/healthz", HealthHandler, {**kwargs, "readiness": readiness}),
             (r"/metrics", MetricsHandler, kwargs),
             (r"/v1/events", EventsHandler, kwargs),
             (r"/v1/streams", StreamsHandler, kwargs),

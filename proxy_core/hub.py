@@ -27,6 +27,7 @@ from .events import (
     ToolCall,
     Usage,
 )
+from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +143,8 @@ class Hub:
         self.keep_streams = keep_streams
         self.clock = clock
         self.streams: OrderedDict[str, StreamRecord] = OrderedDict()
-        self.counts: dict[str, int] = {}
+        self.metrics = Metrics()
         self.subscribers = 0  # readers connected to the API now
-        self.gaps = 0  # gap notices sent
-        self.cutoffs = 0  # readers cut off for falling behind
         self.closed = False
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -184,7 +183,9 @@ class Hub:
         if payload.terminal:
             record.ended = env.time
         self.ring.append(env)
-        self.counts[payload.type] = self.counts.get(payload.type, 0) + 1
+        self.metrics.events[payload.type] += 1
+        if payload.terminal:
+            self.metrics.streams[(record.request.get("provider", ""), payload.type.removeprefix("stream."))] += 1
         self._wake()
         return env
 

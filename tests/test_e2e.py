@@ -371,3 +371,23 @@ def test_aistudio_web_app_stream(world):
     events = world["log"].stream_of(t)
     assert_fixture(events, AISTUDIO)
     assert "secret-session" not in json.dumps(events)
+
+
+def test_health_checks_and_metrics(world):
+    health = get_json(world["sock"], "/healthz")
+    assert health["status"] == "ok"
+    checks = health["checks"]
+    assert checks["ca_loaded"] and checks["hub_running"]
+    assert checks["proxy_listening"] == [f"127.0.0.1:{world['proc'].proxy_port}"]
+    t = tag()
+    assert curl(world, "-H", f"x-streamtap-tag: {t}", "https://api.openai.com/v1/chat/completions",
+                "-d", "{}").returncode == 0
+    world["log"].stream_of(t)
+    status, body = http_get(world["sock"], "/metrics")
+    text = body.decode()
+    assert status == 200
+    assert 'streamtap_streams_total{provider="openai",outcome="end"}' in text
+    assert 'streamtap_tap_seconds_bucket{le="+Inf"}' in text
+    count = int(text.split("streamtap_tap_seconds_count ")[1].split()[0])
+    wire = int(text.split("streamtap_wire_bytes_total ")[1].split()[0])
+    assert count > 10 and wire >= len(CHAT.body)

@@ -102,7 +102,9 @@ class ApiServer:
     def start(self) -> None:
         if path := ctx.options.streamtap_api_socket:
             self.socket_path = Path(path)
-            server = HTTPServer(make_app(self.hub, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac))
+            app = make_app(self.hub, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac,
+                           readiness=self.readiness)
+            server = HTTPServer(app)
             server.add_socket(_bind_private_unix_socket(self.socket_path))
             self.servers.append(server)
             logger.info(f"streamtap API listening at unix:{path}")
@@ -110,13 +112,30 @@ class ApiServer:
             host, port = parse_listen(listen)
             token = ctx.options.streamtap_api_token or None
             server = HTTPServer(
-                make_app(self.hub, token=token, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac)
+                make_app(self.hub, token=token, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac,
+                         readiness=self.readiness)
             )
             sockets = bind_sockets(port, host)
             server.add_sockets(sockets)
             self.servers.append(server)
             bound = sockets[0].getsockname()
             logger.info(f"streamtap API listening at http://{host}:{bound[1]}")
+
+    def readiness(self) -> dict[str, object]:
+        """What /healthz checks: the proxy listens, the CA is loaded, the hub runs."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        listening = [
+            f"{host}:{port}"
+            for server in (proxyserver.servers if proxyserver else [])
+            if server.is_running
+            for host, port, *_ in server.listen_addrs
+        ]
+        tlsconfig = ctx.master.addons.get("tlsconfig")
+        return {
+            "proxy_listening": listening,
+            "ca_loaded": bool(tlsconfig is not None and tlsconfig.certstore is not None),
+            "hub_running": not self.hub.closed,
+        }
 
     def pac(self) -> str:
         """The PAC file for the proxy as it listens now."""

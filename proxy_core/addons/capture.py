@@ -39,8 +39,10 @@ class FlowTap:
         self.stalled = False
 
     def __call__(self, chunk: bytes) -> bytes:
+        started = time.perf_counter()
         self.last_bytes = time.monotonic()
         self.stalled = False
+        body_before = self.tap.body_bytes
         try:
             if chunk:
                 self._publish(self.tap.feed(chunk))
@@ -49,6 +51,10 @@ class FlowTap:
         except Exception as e:  # pragma: no cover - defence in depth
             logger.exception("streamtap: tap failed for stream %s", self.record.id)
             self._publish([DecodeError(f"internal error: {e!r}", self.tap.wire_bytes)])
+        metrics = self.hub.metrics
+        metrics.wire_bytes += len(chunk)
+        metrics.body_bytes += self.tap.body_bytes - body_before
+        metrics.observe_tap(time.perf_counter() - started)
         return chunk
 
     def finish(self) -> None:

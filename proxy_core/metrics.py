@@ -1,0 +1,68 @@
+"""Counters for GET /metrics, in Prometheus text format. Plain integers and floats:
+updating them is a few additions on the proxy's loop."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+
+# Seconds spent in the tap for one chunk (content decoding through publishing).
+TAP_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.events: Counter[str] = Counter()  # by type
+        self.streams: Counter[tuple[str, str]] = Counter()  # by (provider, outcome)
+        self.wire_bytes = 0
+        self.body_bytes = 0
+        self.gaps = 0
+        self.cutoffs = 0
+        self.tap_buckets = [0] * (len(TAP_BUCKETS) + 1)
+        self.tap_sum = 0.0
+        self.tap_count = 0
+
+    def observe_tap(self, seconds: float) -> None:
+        self.tap_buckets[bisect_left(TAP_BUCKETS, seconds)] += 1
+        self.tap_sum += seconds
+        self.tap_count += 1
+
+    def render(self, active_streams: int, subscribers: int, last_offset: int) -> str:
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        family("streamtap_events_total", "counter", "Events published, by type.")
+        out += [f'streamtap_events_total{{type="{t}"}} {n}' for t, n in sorted(self.events.items())]
+        family("streamtap_decode_errors_total", "counter", "decode.error events published.")
+        out.append(f"streamtap_decode_errors_total {self.events.get('decode.error', 0)}")
+        family("streamtap_streams_total", "counter", "Finished streams, by provider and outcome.")
+        out += [
+            f'streamtap_streams_total{{provider="{p}",outcome="{o}"}} {n}'
+            for (p, o), n in sorted(self.streams.items())
+        ]
+        family("streamtap_active_streams", "gauge", "Streams being captured now.")
+        out.append(f"streamtap_active_streams {active_streams}")
+        family("streamtap_wire_bytes_total", "counter", "Response body bytes tapped, as received.")
+        out.append(f"streamtap_wire_bytes_total {self.wire_bytes}")
+        family("streamtap_body_bytes_total", "counter", "Response body bytes after content decoding.")
+        out.append(f"streamtap_body_bytes_total {self.body_bytes}")
+        family("streamtap_subscribers", "gauge", "API readers connected now.")
+        out.append(f"streamtap_subscribers {subscribers}")
+        family("streamtap_gaps_total", "counter", "Gap notices sent to readers.")
+        out.append(f"streamtap_gaps_total {self.gaps}")
+        family("streamtap_cutoffs_total", "counter", "Readers cut off for falling behind.")
+        out.append(f"streamtap_cutoffs_total {self.cutoffs}")
+        family("streamtap_last_offset", "gauge", "Offset of the newest event.")
+        out.append(f"streamtap_last_offset {last_offset}")
+        family("streamtap_tap_seconds", "histogram", "Time spent in the tap per chunk.")
+        cumulative = 0
+        for bound, count in zip((*TAP_BUCKETS, float("inf")), self.tap_buckets, strict=True):
+            cumulative += count
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            out.append(f'streamtap_tap_seconds_bucket{{le="{le}"}} {cumulative}')
+        out.append(f"streamtap_tap_seconds_sum {self.tap_sum:.9f}")
+        out.append(f"streamtap_tap_seconds_count {self.tap_count}")
+        return "\n".join(out) + "\n"

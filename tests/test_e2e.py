@@ -388,6 +388,6 @@ def test_health_checks_and_metrics(world):
     assert status == 200
     assert 'streamtap_streams_total{provider="openai",outcome="end"}' in text
     assert 'streamtap_tap_seconds_bucket{le="+Inf"}' in text
-    count = int(text.split("streamtap_tap_seconds_count ")[1].split()[0])
-    wire = int(text.split("streamtap_wire_bytes_total ")[1].split()[0])
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    count, wire = int(samples["streamtap_tap_seconds_count"]), int(samples["streamtap_wire_bytes_total"])
     assert count > 10 and wire >= len(CHAT.body)

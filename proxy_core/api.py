@@ -17,6 +17,7 @@ import tornado.web
 from . import __version__
 from .events import Envelope, cutoff_event, dumps, gap_event
 from .hub import Hub
+from .webpage import PAGE
 
 KEEPALIVE_SECONDS = 15.0
 BATCH = 1000  # events read from the ring at a time
@@ -42,7 +43,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def prepare(self) -> None:
         self.set_header("X-Streamtap-Instance", self.hub.instance)
         if self.token:
+            # EventSource cannot send headers: the live page passes ?token= instead.
             given = self.request.headers.get("Authorization", "")
+            if not given and (query_token := self.get_query_argument("token", None)):
+                given = f"Bearer {query_token}"
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 self.set_header("WWW-Authenticate", 'Bearer realm="streamtap"')
                 raise ApiError(401, "missing or wrong bearer token")
@@ -325,6 +329,20 @@ class StreamEventsHandler(EventStreamMixin):
         await self.send_events(after, lambda env: env.stream == stream_id, follow, until_end_of=stream_id)
 
 
+class PageHandler(BaseHandler):
+    """GET /: the live page. The page itself holds no data (it reads /v1/events), so it
+    needs no token; its EventSource does."""
+
+    def prepare(self) -> None:
+        self.set_header("X-Streamtap-Instance", self.hub.instance)
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'; "
+                                                   "script-src 'unsafe-inline'; connect-src 'self'")
+        self.finish(PAGE)
+
+
 class PacHandler(tornado.web.RequestHandler):
     """GET /proxy.pac: no token needed, as browsers cannot send one; it tells only which
     hosts go through the proxy."""
@@ -349,6 +367,7 @@ def make_app(
     return tornado.web.Application(
         [
             *extra,
+            (r"/", PageHandler, kwargs),
             (r"/healthz", HealthHandler, {**kwargs, "readiness": readiness}),
             (r"/metrics", MetricsHandler, kwargs),
             (r"/v1/events", EventsHandler, kwargs),

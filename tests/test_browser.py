@@ -95,7 +95,7 @@ def browser_world(tmp_path_factory):
     with Upstream(pki, serve) as upstream:
         proc = StreamtapProcess(
             ["--certs", str(work / "certs"), "--api-socket", str(work / "api.sock"),
-             "--route", f"{ROUTED}:^/v1/chat=openai",
+             "--route", f"{ROUTED}:^/v1/chat=openai", "--api-listen", "127.0.0.1:0",
              "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
              "--set", f"streamtap_connect_to={ROUTED}:443=127.0.0.1:{upstream.port}",
              "--set", f"streamtap_connect_to={UNROUTED}:443=127.0.0.1:{upstream.port}"],
@@ -186,3 +186,22 @@ def test_chromium_sees_the_unrouted_hosts_own_certificate(browser_world):
 
     streams = get_json(browser_world["log_socket"], "/v1/streams")["streams"]
     assert all(s["request"]["host"] != UNROUTED for s in streams)  # not decrypted, not recorded
+
+
+def test_live_page_shows_text_as_it_streams(browser_world):
+    devtools = browser_world["devtools"]
+    proc = browser_world["proc"]
+    assert proc.api_port
+    session = open_page(devtools, f"http://127.0.0.1:{proc.api_port}/")  # loopback: not proxied
+    wait_for(devtools, session, "document.getElementById('status').textContent === 'live'")
+    import subprocess as sp
+
+    ca = str(Path(browser_world["log_socket"]).parent / "certs" / "mitmproxy-ca-cert.pem")
+    result = sp.run(["curl", "-sS", "--proxy", proc.proxy_url, "--cacert", ca, "-H", "x-streamtap-tag: page",
+                     f"https://{ROUTED}/v1/chat/completions", "-d", "{}"], capture_output=True, timeout=30)
+    assert result.returncode == 0
+    sid = browser_world["log"].stream_of("page")[0]["stream"]
+    selector = f"document.querySelector('[data-stream=\"{sid}\"]')"
+    wait_for(devtools, session, f"{selector} && {selector}.className === 'stream ended'")
+    assert devtools.evaluate(session, f"{selector}.querySelector('.text').textContent") == CHAT.text
+    assert devtools.evaluate(session, f"{selector}.querySelector('.tag').textContent") == "tag page"

@@ -19,6 +19,7 @@ class StreamtapProcess:
         self.cwd = cwd
         self.lines: list[str] = []
         self.proxy_port: int | None = None
+        self.api_port: int | None = None
         self._ready = threading.Event()
         self._api_ready = "--api-socket" not in args
         self.proc = subprocess.Popen(
@@ -50,6 +51,8 @@ class StreamtapProcess:
                 self.proxy_port = int(m.group(2))
             if "streamtap API listening at unix:" in line:
                 self._api_ready = True
+            if m := re.search(r"streamtap API listening at http://[^:]+:(\d+)", line):
+                self.api_port = int(m.group(1))
             if self.proxy_port and self._api_ready:
                 self._ready.set()
         self._ready.set()

@@ -34,6 +34,7 @@ class Config:
     buffer_events: int = 100_000
     idle_timeout: float = 60
     max_event_bytes: int = 8 * 1024 * 1024
+    capture_dir: str | None = None
     routes: list[Route] = field(default_factory=lambda: [make_route(**r) for r in DEFAULT_ROUTES])
     connect_to: dict[str, str] = field(default_factory=dict)
     name_constraints: bool = False
@@ -81,6 +82,7 @@ class Config:
             "streamtap_buffer_events": self.buffer_events,
             "streamtap_max_event_bytes": self.max_event_bytes,
             "streamtap_idle_timeout": str(self.idle_timeout),
+            "streamtap_capture_dir": self.capture_dir or "",
             "streamtap_routes": [r.spec() for r in self.routes],
             "streamtap_connect_to": [f"{k}={v}" for k, v in self.connect_to.items()],
             "streamtap_passthrough_on_reject": self.passthrough_on_reject,
@@ -148,8 +150,7 @@ def config_from_dict(data: Any) -> Config:
             raise ConfigError("capture.max_event_bytes: must be at least 1024")
     if "idle_timeout" in capture:
         cfg.idle_timeout = _positive("capture.idle_timeout", capture["idle_timeout"])
-    if capture.get("dir"):
-        raise ConfigError("capture.dir: captures on disk are not supported yet (leave it null)")
+    cfg.capture_dir = capture.get("dir") or None
     if "routes" in data:
         cfg.routes = _routes(data["routes"])
     cfg.connect_to = _connect_to(data.get("connect_to") or {})

@@ -144,6 +144,7 @@ class Hub:
         self.clock = clock
         self.streams: OrderedDict[str, StreamRecord] = OrderedDict()
         self.metrics = Metrics()
+        self.sinks: list[Callable[[Envelope], None]] = []  # e.g. the capture writer's queue
         self.subscribers = 0  # readers connected to the API now
         self.closed = False
         self._waiters: list[asyncio.Future[None]] = []
@@ -183,6 +184,8 @@ class Hub:
         if payload.terminal:
             record.ended = env.time
         self.ring.append(env)
+        for sink in self.sinks:
+            sink(env)
         self.metrics.events[payload.type] += 1
         if payload.terminal:
             self.metrics.streams[(record.request.get("provider", ""), payload.type.removeprefix("stream."))] += 1

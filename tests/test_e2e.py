@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def world(tmp_path_factory):
                 "--certs", str(work / "certs"),
                 "--api-socket", str(work / "run" / "api.sock"),
                 "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
+                "--set", f"streamtap_capture_dir={work / 'captures'}",
                 *[arg for host in HOSTS
                   for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{upstream.port}")],
             ],
@@ -391,3 +393,20 @@ def test_health_checks_and_metrics(world):
     samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
     count, wire = int(samples["streamtap_tap_seconds_count"]), int(samples["streamtap_wire_bytes_total"])
     assert count > 10 and wire >= len(CHAT.body)
+
+
+def test_each_stream_is_captured_to_its_own_file(world):
+    t = tag()
+    assert curl(world, "-H", f"x-streamtap-tag: {t}", "-H", "authorization: Bearer sk-cap-secret",
+                "https://api.openai.com/v1/chat/completions", "-d", "{}").returncode == 0
+    events = world["log"].stream_of(t)
+    path = world["work"] / "captures"
+    deadline = time.monotonic() + 10  # the writer thread works on its own schedule
+    while True:
+        found = list(path.glob(f"*_{events[0]['stream']}.jsonl"))
+        captured = [json.loads(line) for line in found[0].read_text().splitlines()] if found else []
+        if (captured and captured[-1]["type"] == "stream.end") or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert captured == events
+    assert "sk-cap-secret" not in found[0].read_text()

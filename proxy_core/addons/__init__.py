@@ -6,12 +6,14 @@ from __future__ import annotations
 from ..hub import Hub
 from .api_server import ApiServer
 from .capture import StreamCapture
+from .captures import Captures
 from .config_file import ConfigFile
 from .routing import Routing
 
-__all__ = ["ApiServer", "ConfigFile", "Routing", "StreamCapture", "default_addons"]
+__all__ = ["ApiServer", "Captures", "ConfigFile", "Routing", "StreamCapture", "default_addons"]
 
 
 def default_addons(hub: Hub | None = None) -> list[object]:
     hub = hub or Hub()
-    return [ConfigFile(), Routing(), StreamCapture(hub), ApiServer(hub)]
+    # Order matters at shutdown: streams are aborted, then written, then readers flushed.
+    return [ConfigFile(), Routing(), StreamCapture(hub), Captures(hub), ApiServer(hub)]

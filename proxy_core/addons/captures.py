@@ -1,0 +1,168 @@
+"""Captures: one JSONL file of events per stream in capture.dir, written by a thread of
+its own so that the proxy never waits for a disk.
+
+Files are `<UTC start>_<stream id>.jsonl` (a stream past `streamtap_capture_file_bytes`
+continues in `..._2.jsonl` and on), created 0600 in a 0700 directory. Retention: files
+older than `streamtap_capture_max_age` hours, and the oldest files beyond
+`streamtap_capture_max_bytes` in all, are deleted. Events are already redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from mitmproxy import ctx, exceptions
+
+from ..events import Envelope
+from ..hub import Hub
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass
+class _OpenFile:
+    path: Path
+    handle: IO[bytes]
+    part: int = 1
+    size: int = 0
+
+
+class CaptureWriter:
+    """The writing thread; `put` is all the proxy's loop ever does (a queue append)."""
+
+    def __init__(self, directory: Path, file_bytes: int, max_bytes: int, max_age: float) -> None:
+        self.directory = directory
+        self.file_bytes = file_bytes
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.files: dict[str, _OpenFile] = {}
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="streamtap captures", daemon=True)
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._thread.start()
+
+    def put(self, env: Envelope) -> None:
+        self.queue.put(env)
+
+    def stop(self) -> None:
+        self.queue.put(_STOP)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        last_sweep = 0.0
+        while True:
+            item = self.queue.get()
+            if item is _STOP:
+                break
+            try:
+                self._write(item)  # type: ignore[arg-type]
+                while not self.queue.empty():  # drain what piled up, then flush once
+                    nxt = self.queue.get_nowait()
+                    if nxt is _STOP:
+                        self._close_all()
+                        return
+                    self._write(nxt)  # type: ignore[arg-type]
+                for f in self.files.values():
+                    f.handle.flush()
+                if time.monotonic() - last_sweep > 30:
+                    last_sweep = time.monotonic()
+                    self._sweep()
+            except OSError as e:
+                logger.warning(f"streamtap: capture write failed: {e}")
+        self._close_all()
+
+    def _write(self, env: Envelope) -> None:
+        f = self.files.get(env.stream)
+        if f is None:
+            started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(env.time))
+            f = self.files[env.stream] = self._open(f"{started}_{env.stream}", 1)
+        elif f.size >= self.file_bytes:
+            f.handle.close()
+            base = f.path.name.rsplit(".", 1)[0].rsplit("_", 1)[0] if f.part > 1 else f.path.stem
+            f = self.files[env.stream] = self._open(base, f.part + 1)
+        line = env.json + b"\n"
+        f.handle.write(line)
+        f.size += len(line)
+        self.written += 1
+        if env.payload.terminal:
+            f.handle.close()
+            del self.files[env.stream]
+
+    def _open(self, base: str, part: int) -> _OpenFile:
+        name = f"{base}.jsonl" if part == 1 else f"{base}_{part}.jsonl"
+        path = self.directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return _OpenFile(path, os.fdopen(fd, "ab"), part)
+
+    def _sweep(self) -> None:
+        """Delete captures past the age limit, then the oldest past the size limit."""
+        now = time.time()
+        open_paths = {f.path for f in self.files.values()}
+        files = sorted((p.stat().st_mtime, p) for p in self.directory.glob("*.jsonl") if p not in open_paths)
+        total = sum(p.stat().st_size for _, p in files) + sum(f.size for f in self.files.values())
+        for mtime, path in files:
+            if now - mtime > self.max_age or total > self.max_bytes:
+                total -= path.stat().st_size
+                path.unlink(missing_ok=True)
+
+    def _close_all(self) -> None:
+        for f in self.files.values():
+            f.handle.close()
+        self.files.clear()
+
+
+class Captures:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.writer: CaptureWriter | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option("streamtap_capture_dir", str, "", "Write one JSONL file of events per stream here.")
+        loader.add_option("streamtap_capture_file_bytes", int, 64 << 20, "Start a new part file past this size.")
+        loader.add_option("streamtap_capture_max_bytes", int, 1 << 30, "Delete the oldest captures past this total.")
+        loader.add_option("streamtap_capture_max_age", int, 24 * 7, "Delete captures older than this many hours.")
+
+    def configure(self, updated: set[str]) -> None:
+        for name in ("streamtap_capture_file_bytes", "streamtap_capture_max_bytes", "streamtap_capture_max_age"):
+            if name in updated and getattr(ctx.options, name) < 1:
+                raise exceptions.OptionsError(f"{name}: must be at least 1")
+        if "streamtap_capture_dir" in updated and self.writer is not None:
+            self._stop()
+            self._start()
+
+    def running(self) -> None:
+        self._start()
+
+    def done(self) -> None:
+        self._stop()
+
+    def _start(self) -> None:
+        if not ctx.options.streamtap_capture_dir:
+            return
+        self.writer = CaptureWriter(
+            Path(ctx.options.streamtap_capture_dir),
+            ctx.options.streamtap_capture_file_bytes,
+            ctx.options.streamtap_capture_max_bytes,
+            ctx.options.streamtap_capture_max_age * 3600.0,
+        )
+        self.writer.start()
+        self.hub.sinks.append(self.writer.put)
+        logger.info(f"streamtap: capturing streams to {ctx.options.streamtap_capture_dir}")
+
+    def _stop(self) -> None:
+        if self.writer is not None:
+            self.hub.sinks.remove(self.writer.put)
+            self.writer.stop()
+            self.writer = None

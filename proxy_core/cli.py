@@ -60,6 +60,9 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="OPTION=VALUE",
         help="set any mitmproxy option, as mitmdump --set does (repeatable)",
     )
+    run.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines as text or JSON")
+    run.add_argument("--loop", choices=["uvloop", "asyncio"], default=None,
+                     help="event loop (default: uvloop when installed)")
     run.set_defaults(func=cmd_run)
 
     ca = sub.add_parser("ca", help="the local certificate authority")
@@ -129,14 +132,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     ca_cert = ensure_ca(cfg.certs_dir, cfg.permitted_domains())
     _warn_on_stale_constraints(cfg, ca_cert)
+    from .loops import uvloop_factory
+
+    loop_factory = uvloop_factory() if args.loop != "asyncio" else None
+    if args.loop == "uvloop" and loop_factory is None:
+        print("streamtap: --loop uvloop: uvloop is not installed", file=sys.stderr)
+        return 2
     try:
-        return asyncio.run(_run(cfg, args.setoptions, ca_cert))
+        return asyncio.run(_run(cfg, args.setoptions, ca_cert, args.log_format), loop_factory=loop_factory)
     except (exceptions.OptionsError, NotImplementedError) as e:
         print(f"streamtap: {e}", file=sys.stderr)
         return 2
 
 
-async def _run(cfg: Config, setoptions: list[str], ca_cert: Path) -> int:
+async def _run(cfg: Config, setoptions: list[str], ca_cert: Path, log_format: str = "text") -> int:
     from mitmproxy import options
     from mitmproxy.tools.dump import DumpMaster
 
@@ -147,7 +156,13 @@ async def _run(cfg: Config, setoptions: list[str], ca_cert: Path) -> int:
     for noisy in ("tornado", "asyncio", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     opts = options.Options()
-    master = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    master = DumpMaster(opts, with_termlog=log_format == "text", with_dumper=False)
+    if log_format == "json":
+        from .logs import JsonLogHandler
+
+        handler = JsonLogHandler()
+        handler.setLevel(logging.INFO)
+        logging.getLogger().addHandler(handler)
     master.addons.add(*default_addons())
     opts.update(**cfg.to_options())
     opts.set(*setoptions)
@@ -157,7 +172,10 @@ async def _run(cfg: Config, setoptions: list[str], ca_cert: Path) -> int:
         loop.add_signal_handler(sig, master.shutdown)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
-    print(_banner(cfg, ca_cert), file=sys.stderr, flush=True)
+    if log_format == "text":
+        print(_banner(cfg, ca_cert), file=sys.stderr, flush=True)
+    loop_name = "uvloop" if "uvloop" in {c.__module__.split(".")[0] for c in type(loop).__mro__} else "asyncio"
+    logging.getLogger("streamtap").info(f"streamtap: event loop {loop_name}")
     await master.run()
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,19 @@ def test_mitmdump_runs_the_addon_script_on_its_own(tmp_path):
             proc.terminate()
             proc.wait(15)
     assert not sock.exists()  # removed on shutdown
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_run_on_either_event_loop_with_json_logs(tmp_path, loop):
+    from .support.proc import StreamtapProcess
+
+    proc = StreamtapProcess(["--certs", str(tmp_path / "c"), "--api-socket", str(tmp_path / "s.sock"),
+                             "--loop", loop, "--log-format", "json"], cwd=tmp_path)
+    try:
+        assert get_json(str(tmp_path / "s.sock"), "/healthz")["status"] == "ok"
+    finally:
+        proc.stop()
+    records = [json.loads(line) for line in proc.lines if line.startswith("{")]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any(r["message"] == f"streamtap: event loop {loop}" for r in records)
+    assert any("proxy listening at" in r["message"] for r in records)

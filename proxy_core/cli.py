@@ -52,6 +52,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="add a route (repeatable)",
     )
     run.add_argument("--upstream-proxy", metavar="URL", help="send upstream traffic through this HTTP(S) proxy")
+    run.add_argument("--proxy-auth", metavar="USER:PASS", help="credentials clients must send to the proxy")
     run.add_argument(
         "--set",
         action="append",
@@ -115,6 +116,10 @@ def resolve_config(args: argparse.Namespace) -> Config:
         cfg.api_listen = args.api_listen
     if getattr(args, "upstream_proxy", None):
         cfg.upstream_proxy = args.upstream_proxy
+    if getattr(args, "proxy_auth", None):
+        if ":" not in args.proxy_auth:
+            raise ConfigError("--proxy-auth: expected USER:PASS")
+        cfg.auth = args.proxy_auth
     for spec in getattr(args, "route", []):
         try:
             cfg.routes.append(parse_route(spec))

@@ -183,3 +183,22 @@ def test_secrets_are_redacted_in_urls_and_headers():
                               ("x-api-key", "sk-ant"), ("Proxy-Authorization", "Basic x"), ("Accept", "*/*")])
     assert headers == {"authorization": "[redacted]", "x-goog-api-key": "[redacted]", "cookie": "[redacted]",
                        "x-api-key": "[redacted]", "proxy-authorization": "[redacted]", "accept": "*/*"}
+
+
+def test_proxy_auth_is_required_when_set(tmp_path):
+    from .support.proc import StreamtapProcess
+
+    proc = StreamtapProcess(["--certs", str(tmp_path / "c"), "--api-socket", str(tmp_path / "s.sock"),
+                             "--proxy-auth", "me:s3cret"], cwd=tmp_path)
+    try:
+        def status(proxy: str) -> str:
+            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--proxy", proxy,
+                                "http://plain.test/"], capture_output=True, text=True, timeout=30)
+            return r.stdout
+
+        assert status(f"http://127.0.0.1:{proc.proxy_port}") == "407"
+        assert status(f"http://me:wrong@127.0.0.1:{proc.proxy_port}") == "407"
+        assert status(f"http://me:s3cret@127.0.0.1:{proc.proxy_port}") != "407"
+    finally:
+        proc.stop()
+    assert "s3cret" not in proc.output

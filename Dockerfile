@@ -1,0 +1,29 @@
+# streamtap in a container: non-root, the CA in a volume, logs to stdout as JSON.
+#   docker build -t streamtap .
+#   docker run -p 127.0.0.1:8080:8080 -v streamtap-certs:/data/certs \
+#              -e STREAMTAP_PROXY_AUTH=me:secret streamtap
+FROM python:3.12-slim
+
+RUN useradd --create-home --uid 10001 streamtap \
+ && mkdir -p /data/certs /run/streamtap \
+ && chown streamtap:streamtap /data/certs /run/streamtap \
+ && chmod 0700 /data/certs /run/streamtap
+
+WORKDIR /app
+COPY setup.cfg pyproject.toml README.md ./
+COPY proxy_core ./proxy_core
+COPY addons ./addons
+RUN pip install --no-cache-dir . \
+ && rm -rf /root/.cache
+
+USER streamtap
+ENV PYTHONUNBUFFERED=1
+VOLUME ["/data/certs"]
+EXPOSE 8080
+
+# The container listens on all its interfaces, so proxy auth is required
+# (STREAMTAP_PROXY_AUTH=USER:PASS); publish the port on the host's loopback.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import sys; from proxy_core.client import get_json; sys.exit(get_json('/run/streamtap/streamtap.sock', '/healthz', timeout=2)['status'] != 'ok')"]
+
+ENTRYPOINT ["sh", "-c", "exec streamtap run --listen 0.0.0.0:8080 --proxy-auth \"${STREAMTAP_PROXY_AUTH:?set STREAMTAP_PROXY_AUTH=USER:PASS}\" --certs /data/certs --api-socket /run/streamtap/streamtap.sock --log-format json \"$@\"", "streamtap"]

@@ -338,32 +338,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 async def _tail(socket_path: str, since: int | str, raw: bool) -> None:
     from .client import StreamtapClient
+    from .tailview import TailView
 
+    view = TailView(colour=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     async with StreamtapClient(socket_path) as tap:
         async for event in tap.events(since=since):
-            if raw:
-                print(json.dumps(event, ensure_ascii=False), flush=True)
-            else:
-                _print_human(event)
-
-
-def _print_human(event: dict[str, Any]) -> None:
-    kind = event.get("type")
-    sid = event.get("stream")
-    if kind == "stream.start":
-        req = event["request"]
-        tag = f" tag={req['tag']}" if req.get("tag") else ""
-        print(f"\n── {sid} {req['method']} {req['url']} [{req['provider']}]{tag}", flush=True)
-    elif kind in ("text.delta", "reasoning.delta"):
-        sys.stdout.write(event["text"] if kind == "text.delta" else f"\x1b[2m{event['text']}\x1b[0m")
-        sys.stdout.flush()
-    elif kind == "tool_call":
-        print(f"\n[tool_call {event['name']} {json.dumps(event['arguments'], ensure_ascii=False)}]", flush=True)
-    elif kind in ("stream.end", "stream.abort", "stream.error"):
-        detail = event.get("finish_reason") or event.get("message") or ""
-        print(f"\n── {sid} {kind} {detail}", flush=True)
-    elif kind in ("decode.error", "gap", "restart", "stream.stall"):
-        print(f"\n[{kind} {json.dumps({k: v for k, v in event.items() if k not in ('type',)})}]", flush=True)
+            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n" if raw else view.render(event))
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

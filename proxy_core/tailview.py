@@ -1,0 +1,58 @@
+"""`streamtap tail`'s human view: a header line per stream, text as it streams, reasoning
+dimmed, tool calls and outcomes in colour (none when not on a terminal or NO_COLOR)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+DIM, MAGENTA, GREEN, RED, YELLOW, BOLD, RESET = "2", "35", "32", "31", "33", "1", "0"
+
+
+class TailView:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+        self.current: str | None = None  # stream whose text is being written
+        self.at_line_start = True
+
+    def _c(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[{RESET}m" if self.colour else text
+
+    def _line(self, text: str) -> str:
+        prefix = "" if self.at_line_start else "\n"
+        self.at_line_start = True
+        return f"{prefix}{text}\n"
+
+    def render(self, event: dict[str, Any]) -> str:
+        kind = event.get("type")
+        sid = event.get("stream")
+        if kind == "stream.start":
+            req = event["request"]
+            tag = f" tag={req['tag']}" if req.get("tag") else ""
+            self.current = sid
+            return self._line(self._c(BOLD, f"── {sid} {req['method']} {req['url']} [{req['provider']}]{tag}"))
+        out = ""
+        if kind in ("text.delta", "reasoning.delta", "tool_call") and sid != self.current:
+            self.current = sid  # several streams at once: say whose text follows
+            out += self._line(self._c(BOLD, f"── {sid}"))
+        if kind == "text.delta":
+            text = event["text"]
+        elif kind == "reasoning.delta":
+            text = self._c(DIM, event["text"])
+        elif kind == "tool_call":
+            args = json.dumps(event["arguments"], ensure_ascii=False)
+            return out + self._line(self._c(MAGENTA, f"[tool_call {event['name']} {args}]"))
+        elif kind == "stream.end":
+            detail = f"{event.get('finish_reason') or ''} {event['totals']['text_chars']} chars"
+            return out + self._line(self._c(GREEN, f"── {sid} end {detail}"))
+        elif kind in ("stream.abort", "stream.error"):
+            who = f"by {event['by']} " if kind == "stream.abort" else f"{event.get('status')} "
+            return out + self._line(self._c(RED, f"── {sid} {kind.split('.')[1]} {who}{event.get('message', '')}"))
+        elif kind in ("decode.error", "gap", "cutoff", "restart", "stream.stall"):
+            detail = {k: v for k, v in event.items() if k not in ("type", "time", "seq")}
+            return out + self._line(self._c(YELLOW, f"[{kind} {json.dumps(detail, ensure_ascii=False)}]"))
+        else:
+            return out
+        if text:
+            self.at_line_start = text.endswith("\n")
+        return out + text

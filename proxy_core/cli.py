@@ -51,7 +51,8 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PATH_REGEX]=PROVIDER",
         help="add a route (repeatable)",
     )
-    run.add_argument("--upstream-proxy", metavar="URL", help="send upstream traffic through this HTTP(S) proxy")
+    run.add_argument("--upstream-proxy", metavar="URL[,URL]",
+                     help="send upstream traffic through these HTTP(S) proxies, tried in order")
     run.add_argument("--proxy-auth", metavar="USER:PASS", help="credentials clients must send to the proxy")
     run.add_argument(
         "--set",
@@ -115,7 +116,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     if getattr(args, "api_listen", None):
         cfg.api_listen = args.api_listen
     if getattr(args, "upstream_proxy", None):
-        cfg.upstream_proxy = args.upstream_proxy
+        cfg.upstream_proxies = [u.strip() for u in args.upstream_proxy.split(",") if u.strip()]
     if getattr(args, "proxy_auth", None):
         if ":" not in args.proxy_auth:
             raise ConfigError("--proxy-auth: expected USER:PASS")

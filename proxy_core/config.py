@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 @dataclass(slots=True)
 class Config:
     listen: str = "127.0.0.1:8080"
-    upstream_proxy: str | None = None
+    upstream_proxies: list[str] = field(default_factory=list)
+    via: list[str] = field(default_factory=list)  # HOST_GLOB=URL[,URL] | HOST_GLOB=direct
     auth: str | None = None
     certs_dir: str = "certs"
     api_socket: str = "run/streamtap.sock"
@@ -61,19 +62,16 @@ class Config:
     def to_options(self) -> dict[str, Any]:
         """The mitmproxy options (ours and its own) this configuration stands for."""
         host, port = _listen("proxy.listen", self.listen)
-        mode, upstream_auth = ["regular"], None
-        if self.upstream_proxy:
-            # mitmproxy takes the proxy's credentials apart from its address.
-            parts = urlsplit(self.upstream_proxy)
-            if parts.username is not None:
-                upstream_auth = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            netloc = parts.netloc.rpartition("@")[2]
-            mode = [f"upstream:{parts.scheme}://{netloc}"]
         return {
             "listen_host": host,
             "listen_port": port,
-            "mode": mode,
-            "upstream_auth": upstream_auth,
+            # Regular mode even with upstream proxies: UpstreamProxies picks, per host,
+            # the proxy a connection goes through (or none), with failover.
+            "mode": ["regular"],
+            # Lazy: the server connection opens once the route (and its proxy) is known.
+            "connection_strategy": "lazy" if self.upstream_proxies or self.via else "eager",
+            "streamtap_upstream_proxies": list(self.upstream_proxies),
+            "streamtap_via": list(self.via),
             "proxyauth": self.auth,
             "confdir": self.certs_dir,
             "streamtap_api_socket": self.api_socket,
@@ -90,7 +88,7 @@ class Config:
 
 
 SCHEMA: dict[str, Any] = {
-    "proxy": {"listen": str, "upstream_proxy": str, "auth": str, "passthrough_on_reject": bool},
+    "proxy": {"listen": str, "upstream_proxy": (str, list), "auth": str, "passthrough_on_reject": bool},
     "certs_dir": str,
     "ca": {"name_constraints": bool},
     "api": {"socket": str, "listen": str, "token": str},
@@ -130,7 +128,8 @@ def config_from_dict(data: Any) -> Config:
     cfg.listen = proxy.get("listen") or cfg.listen
     _listen("proxy.listen", cfg.listen)
     if proxy.get("upstream_proxy"):
-        cfg.upstream_proxy = _upstream_proxy(proxy["upstream_proxy"])
+        value = proxy["upstream_proxy"]
+        cfg.upstream_proxies = [_upstream_proxy(u) for u in ([value] if isinstance(value, str) else value)]
     if proxy.get("auth"):
         if ":" not in proxy["auth"]:
             raise ConfigError("proxy.auth: expected USER:PASS")
@@ -152,7 +151,7 @@ def config_from_dict(data: Any) -> Config:
         cfg.idle_timeout = _positive("capture.idle_timeout", capture["idle_timeout"])
     cfg.capture_dir = capture.get("dir") or None
     if "routes" in data:
-        cfg.routes = _routes(data["routes"])
+        cfg.routes, cfg.via = _routes(data["routes"])
     cfg.connect_to = _connect_to(data.get("connect_to") or {})
     cfg.check()
     return cfg
@@ -191,27 +190,35 @@ def _positive(key: str, value: Any) -> Any:
     return value
 
 
-def _upstream_proxy(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"proxy.upstream_proxy: {url!r} is not an http:// or https:// proxy URL")
-    return url
+def _upstream_proxy(url: object, key: str = "proxy.upstream_proxy") -> str:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}: {url!r} is not an http:// or https:// proxy URL")
+    return str(url)
 
 
-def _routes(value: Any) -> list[Route]:
-    routes = []
+def _routes(value: Any) -> tuple[list[Route], list[str]]:
+    routes, via = [], []
     for i, item in enumerate(value):
         key = f"routes[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{key}: must be a mapping with host, path and provider")
-        unknown = set(item) - {"host", "path", "provider"}
+        unknown = set(item) - {"host", "path", "provider", "via"}
         if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}: unknown key (expected host, path, provider)")
+            raise ConfigError(f"{key}.{sorted(unknown)[0]}: unknown key (expected host, path, provider, via)")
         try:
             routes.append(make_route(item.get("host"), item.get("path"), item.get("provider")))
         except RouteError as e:
             raise ConfigError(f"{key}.{e}") from None
-    return routes
+        if item.get("via") is not None:
+            choice = item["via"]
+            if choice != "direct":
+                urls = [choice] if isinstance(choice, str) else choice
+                if not isinstance(urls, list) or not urls:
+                    raise ConfigError(f"{key}.via: a proxy URL, a list of them, or 'direct'")
+                choice = ",".join(_upstream_proxy(u, f"{key}.via") for u in urls)
+            via.append(f"{routes[-1].host}={choice}")
+    return routes, via
 
 
 def _connect_to(value: dict[str, Any]) -> dict[str, str]:

@@ -9,11 +9,12 @@ from .capture import StreamCapture
 from .captures import Captures
 from .config_file import ConfigFile
 from .routing import Routing
+from .upstream import UpstreamProxies
 
-__all__ = ["ApiServer", "Captures", "ConfigFile", "Routing", "StreamCapture", "default_addons"]
+__all__ = ["ApiServer", "Captures", "ConfigFile", "Routing", "StreamCapture", "UpstreamProxies", "default_addons"]
 
 
 def default_addons(hub: Hub | None = None) -> list[object]:
     hub = hub or Hub()
     # Order matters at shutdown: streams are aborted, then written, then readers flushed.
-    return [ConfigFile(), Routing(), StreamCapture(hub), Captures(hub), ApiServer(hub)]
+    return [ConfigFile(), Routing(), UpstreamProxies(), StreamCapture(hub), Captures(hub), ApiServer(hub)]

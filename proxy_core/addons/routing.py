@@ -112,6 +112,13 @@ class Routing:
                 data.server.sni = str(host)  # the TLS name stays the requested host
             data.server.address = target
 
+    def http_connect_upstream(self, flow: http.HTTPFlow) -> None:
+        """Through an upstream proxy, connect_to changes the tunnel's target instead."""
+        target = self.connect_to.get((flow.request.host.lower(), flow.request.port))
+        if target is not None:
+            flow.request.host, flow.request.port = target
+            flow.request.authority = f"{target[0]}:{target[1]}"
+
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         tag = flow.request.headers.pop(TAG_HEADER, None)
         if tag is not None:

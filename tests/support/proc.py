@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 STREAMTAP = str(Path(sys.executable).with_name("streamtap"))
-_PROXY_LISTENING = re.compile(r"proxy listening at \*?\[?([0-9.:a-f]*?)\]?:(\d+)")
+_PROXY_LISTENING = re.compile(r"proxy(?: \([^)]*\))? listening at \*?\[?([0-9.:a-f]*?)\]?:(\d+)")
 
 
 class StreamtapProcess:

@@ -92,7 +92,12 @@ def make_parser() -> argparse.ArgumentParser:
     pac.set_defaults(func=cmd_pac)
 
     replay = sub.add_parser("replay", help="decode a saved mitmproxy flow file into events (NDJSON)")
-    replay.add_argument("file", help="a flow file written by mitmdump -w")
+    replay.add_argument("file", help="a flow file written by mitmdump -w, or with --serve a capture (.jsonl)")
+    replay.add_argument("--serve", action="store_true", help="re-emit a capture file's events on the API")
+    replay.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock", help="with --serve")
+    replay.add_argument("--speed", type=float, default=1.0,
+                        help="with --serve: 1 keeps the capture's pace, 10 is ten times faster, 0 no pauses")
+    replay.add_argument("--exit", action="store_true", help="with --serve: stop once everything is replayed")
     replay.add_argument("--config", metavar="FILE", help="take the routes from this configuration")
     replay.add_argument("--route", action="append", default=[], metavar="HOST[:PATH_REGEX]=PROVIDER")
     replay.set_defaults(func=cmd_replay)
@@ -310,6 +315,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import replay_flows
     from .routes import RouteTable
 
+    if args.serve:
+        from .serve_capture import read_capture, serve_capture
+
+        try:
+            events = read_capture(Path(args.file))
+            asyncio.run(serve_capture(events, Path(args.api_socket), args.speed, linger=not args.exit))
+        except (OSError, ValueError) as e:
+            print(f"streamtap: {e}", file=sys.stderr)
+            return 1
+        return 0
     cfg = resolve_config(args)
     try:
         for event in replay_flows(Path(args.file), RouteTable(cfg.routes)):

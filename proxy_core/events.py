@@ -173,6 +173,21 @@ class Envelope:
         return env
 
 
+PAYLOADS: dict[str, type[Payload]] = {
+    cls.type: cls
+    for cls in (StreamStart, TextDelta, ReasoningDelta, ToolCall, Usage, Frame, DecodeError, StreamStall,
+                StreamEnd, StreamAbort, StreamError)
+}
+
+
+def payload_from_dict(event: dict[str, Any]) -> Payload:
+    """The payload of an event in its JSON form (as the API sends it, or a capture holds it)."""
+    cls = PAYLOADS.get(event.get("type", ""))
+    if cls is None:
+        raise ValueError(f"not a stream event: {event.get('type')!r}")
+    return cls(**{f.name: event[f.name] for f in fields(cls) if f.name in event})
+
+
 def gap_event(first_lost: int, last_lost: int, time: float) -> dict[str, Any]:
     """The notice a subscriber gets when offsets it asked for are no longer buffered.
 

@@ -159,9 +159,11 @@ class Hub:
 
     # Writing -----------------------------------------------------------------------
 
-    def open_stream(self, request: dict[str, Any], response: dict[str, Any]) -> StreamRecord:
+    def open_stream(
+        self, request: dict[str, Any], response: dict[str, Any], stream_id: str | None = None
+    ) -> StreamRecord:
         """A new stream, with its stream.start already published."""
-        record = StreamRecord(secrets.token_hex(6), request, response, self.clock())
+        record = StreamRecord(stream_id or secrets.token_hex(6), request, response, self.clock())
         self.streams[record.id] = record
         self.publish(record.id, StreamStart(request, response))
         self._trim_streams()

@@ -59,3 +59,33 @@ def test_replay_of_a_file_that_is_not_a_flow_file(tmp_path):
     bad.write_bytes(b"not a flow file at all")
     result = subprocess.run([str(BIN / "streamtap"), "replay", str(bad)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "not a mitmproxy flow file" in result.stderr
+
+
+def test_replay_serve_re_emits_a_capture_on_the_api(tmp_path):
+    from proxy_core.client import follow_events
+
+    capture = tmp_path / "capture.jsonl"
+    fx = fixtures.openai_chat_text()
+    replayed_from = tmp_path / "flows.mitm"
+    with replayed_from.open("wb") as out:
+        io.FlowWriter(out).add(flow("api.openai.com", "/v1/chat/completions", fx.body))
+    result = subprocess.run([str(BIN / "streamtap"), "replay", str(replayed_from)], capture_output=True, text=True)
+    capture.write_text(result.stdout)
+    original = [json.loads(line) for line in result.stdout.splitlines()]
+
+    sock = tmp_path / "serve.sock"
+    server = subprocess.Popen([str(BIN / "streamtap"), "replay", "--serve", str(capture), "--api-socket", str(sock),
+                               "--speed", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in server.stdout.readline()
+        served = []
+        for event in follow_events(str(sock), since=0):
+            served.append(event)
+            if event["type"] == "stream.end":
+                break
+    finally:
+        server.terminate()
+        server.wait(10)
+    strip = [{k: v for k, v in e.items() if k != "time"} for e in original]
+    assert [{k: v for k, v in e.items() if k != "time"} for e in served] == strip
+    assert not sock.exists()

@@ -1,0 +1,62 @@
+"""`streamtap replay --serve FILE.jsonl`: a capture re-emitted on the API, at its own
+pace or faster, so that consumers can be tested without a proxy or a provider."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+
+from .addons.api_server import _bind_private_unix_socket
+from .api import make_app
+from .events import StreamStart, payload_from_dict
+from .hub import Hub
+
+logger = logging.getLogger(__name__)
+
+
+def read_capture(path: Path) -> list[dict[str, Any]]:
+    events = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except ValueError as e:
+            raise ValueError(f"{path}:{number}: not JSON ({e})") from None
+    return events
+
+
+async def serve_capture(events: list[dict[str, Any]], socket_path: Path, speed: float, linger: bool) -> None:
+    hub = Hub(capacity=max(100_000, len(events) + 1))
+    server = HTTPServer(make_app(hub))
+    server.add_socket(_bind_private_unix_socket(socket_path))
+    print(f"streamtap: serving {len(events)} events on unix:{socket_path}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        previous: float | None = None
+        for event in events:
+            if speed > 0 and previous is not None and event.get("time"):
+                await asyncio.sleep(max(0.0, (event["time"] - previous) / speed))
+            previous = event.get("time") or previous
+            payload = payload_from_dict(event)
+            if isinstance(payload, StreamStart):
+                hub.open_stream(payload.request, payload.response, stream_id=event["stream"])
+            else:
+                hub.publish(event["stream"], payload)
+        print(f"streamtap: replayed {len(events)} events", flush=True)
+        if linger:
+            await stop.wait()
+    finally:
+        hub.close()
+        await asyncio.sleep(0.1)  # let followers receive the end of their responses
+        server.stop()
+        socket_path.unlink(missing_ok=True)

@@ -15,12 +15,12 @@ from typing import Any
 from mitmproxy import contentviews, http
 from mitmproxy.contentviews import Contentview, Metadata
 
+from .addons.capture import TAPPED
 from .addons.routing import ROUTE, default_route_specs
 from .hub import StreamRecord
 from .routes import RouteTable, parse_route
 from .tap import StreamTap
 
-TAPPED = "streamtap.tap"
 _DEFAULT_ROUTES = RouteTable([parse_route(s) for s in default_route_specs()])
 
 

@@ -105,7 +105,7 @@ class ApiServer:
             app = make_app(self.hub, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac,
                            readiness=self.readiness)
             server = HTTPServer(app)
-            server.add_socket(_bind_private_unix_socket(self.socket_path))
+            server.add_socket(bind_private_unix_socket(self.socket_path))
             self.servers.append(server)
             logger.info(f"streamtap API listening at unix:{path}")
         if listen := ctx.options.streamtap_api_listen:
@@ -155,7 +155,7 @@ class ApiServer:
             self.socket_path = None
 
 
-def _bind_private_unix_socket(path: Path) -> socket.socket:
+def bind_private_unix_socket(path: Path) -> socket.socket:
     """Bind `path` with mode 0600 in a 0700 directory, refusing to steal a live socket."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists() or path.is_symlink():

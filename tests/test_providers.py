@@ -187,3 +187,14 @@ def test_aistudio_typed_values():
     assert typed_value([None, None, None, None, None, [[None, 1], [None, None, "a"]]]) == [1, "a"]
     assert typed_value([None, None, None, None, None, [[]]]) == []
     assert struct_value([]) == {} and struct_value([[]]) == {}
+
+
+def test_aistudio_body_nested_one_level_less_still_gives_text():
+    """Defensive: if the events were not wrapped in the outer list, their text still comes out."""
+    fx = fixtures.aistudio()
+    events = json.loads(fx.body)[0]
+    body = json.dumps(events, ensure_ascii=False).encode()  # [event, event, ...]
+    payloads, outcome = run_tap(one_byte_at_a_time(body), content_type="application/json+protobuf", provider="aistudio")
+    assert "".join(p.text for p in payloads if isinstance(p, TextDelta)) == fx.text
+    assert [p.name for p in payloads if isinstance(p, ToolCall)] == ["get_weather"]
+    assert outcome.finish_reason == "STOP"

@@ -22,6 +22,7 @@ JSON, never by matching the raw bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from ..decoders.json_stream import JsonDocument
@@ -52,7 +53,8 @@ class AIStudioNormalizer(Normalizer):
         self._error_code: Any = None
 
     def on_json(self, doc: JsonDocument) -> list[Payload]:
-        if len(doc.path) == 2 and doc.path[0] >= 1:
+        # The body's second element is an error, [code, message, details], read piecewise.
+        if len(doc.path) == 2 and doc.path[0] >= 1 and not isinstance(doc.value, list):
             return self._error_piece(doc.path[1], doc.value)
         return self.on_document(doc.value, doc.at_byte)
 
@@ -61,26 +63,22 @@ class AIStudioNormalizer(Normalizer):
             return []
         out: list[Payload] = []
         finished = False
-        candidates = obj[0] if obj and isinstance(obj[0], list) else []
-        for index, candidate in enumerate(candidates):
-            if not isinstance(candidate, list) or not candidate:
-                continue
-            content = candidate[0]
-            if _is_content(content):
-                for part in content[0]:
-                    out += self._part(part, index, at_byte)
-            if len(candidate) > 1 and isinstance(candidate[1], int) and candidate[1]:
+        for index, candidate, content in _candidates(obj):
+            for part in content[0]:
+                out += self._part(part, index, at_byte)
+            if candidate is not None and len(candidate) > 1 and isinstance(candidate[1], int) and candidate[1]:
                 reason = FINISH_REASONS.get(candidate[1], str(candidate[1]))
                 if self.finish_reason is None or index == 0:
                     self.finish_reason = reason
                 finished = True
-        feedback = obj[1] if len(obj) > 1 and isinstance(obj[1], list) else None
-        if feedback and isinstance(feedback[0], int) and feedback[0]:
-            self.finish_reason = self.finish_reason or BLOCK_REASONS.get(feedback[0], str(feedback[0]))
-            finished = True
-        if len(obj) > 2 and isinstance(obj[2], list):
-            counts = obj[2] + [None] * 3
-            self._usage.update(Usage(as_int(counts[0]), as_int(counts[1]), as_int(counts[2])))
+        if _is_event(obj):
+            feedback = obj[1] if len(obj) > 1 and isinstance(obj[1], list) else None
+            if feedback and isinstance(feedback[0], int) and feedback[0]:
+                self.finish_reason = self.finish_reason or BLOCK_REASONS.get(feedback[0], str(feedback[0]))
+                finished = True
+            if len(obj) > 2 and isinstance(obj[2], list):
+                counts = obj[2] + [None] * 3
+                self._usage.update(Usage(as_int(counts[0]), as_int(counts[1]), as_int(counts[2])))
         if finished:
             self.complete = True
             out += self._usage.flush()
@@ -122,6 +120,34 @@ class AIStudioNormalizer(Normalizer):
             code = f" (code {self._error_code})" if self._error_code is not None else ""
             return [ProviderError(f"{value}{code}")]
         return []
+
+
+def _is_event(obj: list[Any]) -> bool:
+    """[candidates, ...] where each candidate is [content, ...]."""
+    return (
+        bool(obj)
+        and isinstance(obj[0], list)
+        and all(isinstance(c, list) and c and _is_content(c[0]) for c in obj[0])
+    )
+
+
+def _candidates(obj: list[Any]) -> Iterator[tuple[int, list[Any] | None, list[Any]]]:
+    """(candidate index, candidate, content) for each piece of output in `obj`: by
+    position in an event, else found by shape wherever it is nested (a body nested one
+    level more or less than expected still yields its text). Never looks inside a
+    content's parts, so text or arguments that resemble the format stay what they are."""
+    if _is_event(obj):
+        for index, candidate in enumerate(obj[0]):
+            yield index, candidate, candidate[0]
+        return
+    stack: list[tuple[Any, list[Any] | None, int]] = [(obj, None, 0)]
+    while stack:
+        node, parent, depth = stack.pop()
+        if _is_content(node):
+            candidate = parent if parent is not None and parent and parent[0] is node else None
+            yield 0, candidate, node
+        elif isinstance(node, list) and depth < 12:
+            stack.extend((child, node, depth + 1) for child in reversed(node) if isinstance(child, list))
 
 
 def _is_content(value: Any) -> bool:

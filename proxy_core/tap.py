@@ -16,6 +16,7 @@ from typing import Any
 from .decoders.content import ContentDecoder, ContentDecodingError, content_decoder
 from .decoders.json_stream import JsonDocument, JsonStreamDecoder
 from .decoders.ndjson import NDJSONDecoder
+from .decoders.sniff import SniffingDecoder
 from .decoders.sse import DEFAULT_MAX_EVENT_BYTES, ServerSentEvent, SSEDecoder
 from .events import (
     DecodeError,
@@ -35,21 +36,38 @@ ERROR_BODY_LIMIT = 64 * 1024  # of an error response, kept to find its message
 
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 
-Framing = SSEDecoder | NDJSONDecoder | JsonStreamDecoder
+JSON_TYPES = {"application/json", "application/json+protobuf"}
+
+Framing = SSEDecoder | NDJSONDecoder | JsonStreamDecoder | SniffingDecoder
 
 
 def framing_for(normalizer: Normalizer, content_type: str | None, max_event_bytes: int) -> Framing:
     """The provider's own framing if it has one (aistudio, generic routes), else the
-    content type's: SSE, NDJSON, or JSON values (one body or a streamed array)."""
+    content type's: SSE, NDJSON, or JSON values (one body or a streamed array). A type
+    that says nothing (text/plain, none at all) is settled by the body's first bytes."""
     media = (content_type or "").split(";")[0].strip().lower()
-    kind = normalizer.framing or (
-        "sse" if media == "text/event-stream" else "ndjson" if media in NDJSON_TYPES else "json"
-    )
-    if kind == "sse":
+
+    def sse() -> SSEDecoder:
         return SSEDecoder(max_event_bytes)
+
+    def json_values() -> JsonStreamDecoder:
+        return JsonStreamDecoder(max_event_bytes, unwrap=normalizer.json_unwrap)
+
+    kind = normalizer.framing
+    if kind is None:
+        if media == "text/event-stream":
+            kind = "sse"
+        elif media in NDJSON_TYPES:
+            kind = "ndjson"
+        elif media in JSON_TYPES or media.endswith("+json"):
+            kind = "json"
+        else:
+            return SniffingDecoder(sse, json_values)
+    if kind == "sse":
+        return sse()
     if kind == "ndjson":
         return NDJSONDecoder(max_event_bytes)
-    return JsonStreamDecoder(max_event_bytes, unwrap=normalizer.json_unwrap)
+    return json_values()
 
 
 class StreamTap:

@@ -181,3 +181,14 @@ def test_parallel_calls_without_index_are_told_apart_by_id():
     body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
     payloads, _ = run_tap([body])
     assert payloads == [ToolCall("a", "f", {"x": 1}, 0), ToolCall("b", "g", {"y": 2}, 0)]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
+@given(data=st.data())
+def test_a_silent_content_type_is_settled_by_the_body(content_type, data):
+    fx = FIXTURES["chat-tools"]
+    payloads, outcome = run_tap(data.draw(chunkings(b"\n" + fx.body)), content_type=content_type)
+    assert_matches(payloads, outcome, fx)
+    completion = json.dumps({"choices": [{"index": 0, "message": {"content": "hi"}, "finish_reason": "stop"}]})
+    payloads, _ = run_tap(one_byte_at_a_time(completion.encode()), content_type=content_type)
+    assert payloads == [TextDelta("hi", 0)]

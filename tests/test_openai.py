@@ -192,3 +192,15 @@ def test_a_silent_content_type_is_settled_by_the_body(content_type, data):
     completion = json.dumps({"choices": [{"index": 0, "message": {"content": "hi"}, "finish_reason": "stop"}]})
     payloads, _ = run_tap(one_byte_at_a_time(completion.encode()), content_type=content_type)
     assert payloads == [TextDelta("hi", 0)]
+
+
+def test_responses_function_call_without_output_item_done_is_emitted_at_the_end():
+    events = [
+        ("response.output_item.added", {"output_index": 0, "item": {"id": "fc_1", "type": "function_call",
+                                                                    "call_id": "call_1", "name": "f", "arguments": ""}}),
+        ("response.function_call_arguments.delta", {"item_id": "fc_1", "output_index": 0, "delta": '{"a":'}),
+        ("response.function_call_arguments.delta", {"item_id": "fc_1", "output_index": 0, "delta": " 1}"}),
+    ]
+    body = b"".join(f"event: {n}\ndata: {json.dumps({'type': n, **d})}\n\n".encode() for n, d in events)
+    payloads, _ = run_tap([body])
+    assert payloads == [ToolCall("call_1", "f", {"a": 1}, 0)]

@@ -33,6 +33,8 @@ class OpenAINormalizer(Normalizer):
         self._calls: dict[tuple[int, int | str], _PendingCall] = {}
         self._finish: dict[int, str] = {}
         self._emitted_items: set[str] = set()
+        # Responses API function calls begun (output_item.added) and not yet done.
+        self._items: dict[str, _PendingCall] = {}
         self._last_at = 0
 
     def on_event(self, ev: ServerSentEvent) -> list[Payload]:
@@ -54,9 +56,13 @@ class OpenAINormalizer(Normalizer):
         return self._chat_chunk(obj, at_byte)
 
     def close(self) -> list[Payload]:
+        """The body ended: calls still being assembled are complete as far as they go."""
         out: list[Payload] = []
         for choice in sorted({c for c, _ in self._calls}):
             out += self._flush_calls(choice, self._last_at)
+        for key, pending in list(self._items.items()):
+            out += self._function_call(key, pending.id, pending.name, "".join(pending.arguments), self._last_at)
+        self._items.clear()
         return out
 
     # Chat completions ------------------------------------------------------------
@@ -141,19 +147,38 @@ class OpenAINormalizer(Normalizer):
             return _text(TextDelta, obj.get("delta"))
         if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             return _text(ReasoningDelta, obj.get("delta"))
+        if kind == "response.output_item.added":
+            item = obj.get("item") or {}
+            if item.get("type") == "function_call":
+                key = item.get("id") or f"output-{obj.get('output_index')}"
+                self._items[key] = _PendingCall(item.get("call_id") or item.get("id"), item.get("name"))
+            return []
+        if kind == "response.function_call_arguments.delta":
+            pending = self._items.get(obj.get("item_id") or f"output-{obj.get('output_index')}")
+            if pending is not None and isinstance(obj.get("delta"), str):
+                pending.arguments.append(obj["delta"])
+            return []
         if kind == "response.output_item.done":
             item = obj.get("item") or {}
-            item_id = item.get("id") or f"output-{obj.get('output_index')}"
-            if item.get("type") == "function_call" and item_id not in self._emitted_items:
-                self._emitted_items.add(item_id)
-                call_id = item.get("call_id") or item.get("id")
-                return tool_call(call_id, item.get("name"), item.get("arguments"), 0, at_byte, self.name)
-            return []
+            if item.get("type") != "function_call":
+                return []
+            key = item.get("id") or f"output-{obj.get('output_index')}"
+            self._items.pop(key, None)
+            return self._function_call(key, item.get("call_id") or item.get("id"), item.get("name"),
+                                       item.get("arguments"), at_byte)
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             return self._responses_final(obj.get("response") or {})
         if kind == "error" or kind == "response.error":
             return [ProviderError(obj.get("message") or error_message(obj) or "error")]
         return []
+
+    def _function_call(
+        self, key: str, call_id: str | None, name: str | None, arguments: Any, at_byte: int
+    ) -> list[Payload]:
+        if key in self._emitted_items:
+            return []
+        self._emitted_items.add(key)
+        return tool_call(call_id, name, arguments, 0, at_byte, self.name)
 
     def _responses_final(self, response: dict[str, Any]) -> list[Payload]:
         out: list[Payload] = []

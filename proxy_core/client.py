@@ -223,6 +223,10 @@ class StreamtapClient:
                             last = max(last, int(event["to"]))
                             yield event
                             continue
+                        if kind == "restart":  # the server restarted: its offsets begin again
+                            last = 0
+                            yield event
+                            continue
                         if event["offset"] <= last:
                             continue  # already delivered before a reconnect
                         last = event["offset"]

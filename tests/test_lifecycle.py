@@ -396,3 +396,10 @@ def test_shutdown_aborts_active_streams_flushes_readers_and_removes_the_socket(t
     assert mine[-1]["type"] == "stream.abort" and mine[-1]["by"] == "proxy"
     assert not sock.exists()
     tls.close()
+
+
+def test_an_offset_from_an_earlier_run_restarts_the_reader(world):
+    newest = json.loads(UnixHTTPConnection_get(world["sock"], "/healthz"))["last_offset"]
+    events = list(follow_events(world["sock"], since=newest + 1000, follow="false"))
+    assert events[0]["type"] == "restart" and events[0]["last_offset_seen"] == newest + 1000
+    assert [e["offset"] for e in events[1:]] == list(range(1, newest + 1))

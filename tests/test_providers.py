@@ -198,3 +198,8 @@ def test_aistudio_body_nested_one_level_less_still_gives_text():
     assert "".join(p.text for p in payloads if isinstance(p, TextDelta)) == fx.text
     assert [p.name for p in payloads if isinstance(p, ToolCall)] == ["get_weather"]
     assert outcome.finish_reason == "STOP"
+
+
+def test_json_reader_skips_nul_bytes_between_values():
+    body = b'[\x00{"a": 1}\x00,\x00{"b": "x\\u0000y"}]\x00'
+    assert [d.value for d in read_all([body])] == [{"a": 1}, {"b": "x\x00y"}]

@@ -40,7 +40,9 @@ class JsonDocument:
 _STRUCTURE = re.compile(rb'[\[\]{}",]')
 _STRING_END = re.compile(rb'["\\]')
 _XSSI = b")]}'"
-_WHITESPACE = b" \t\r\n"
+# JSON's whitespace, and NUL: interceptors of AI Studio report NUL bytes between
+# elements; between values they carry nothing, so they are skipped like whitespace.
+_WHITESPACE = b" \t\r\n\x00"
 
 
 class JsonStreamDecoder:

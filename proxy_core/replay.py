@@ -35,7 +35,7 @@ def replay_flows(path: Path, routes: RouteTable, hub: Hub | None = None) -> Iter
             flow_tap = FlowTap(hub, record, tap)
             body = response.raw_content
             if body is None:
-                flow_tap._publish([DecodeError("the flow file holds no body (it was streamed when saved)", 0)])
+                flow_tap.publish([DecodeError("the flow file holds no body (it was streamed when saved)", 0)])
             else:
                 flow_tap(body)
             if flow.error is not None:

@@ -45,12 +45,12 @@ class FlowTap:
         body_before = self.tap.body_bytes
         try:
             if chunk:
-                self._publish(self.tap.feed(chunk))
+                self.publish(self.tap.feed(chunk))
             else:
                 self.finish()
         except Exception as e:  # pragma: no cover - defence in depth
             logger.exception("streamtap: tap failed for stream %s", self.record.id)
-            self._publish([DecodeError(f"internal error: {e!r}", self.tap.wire_bytes)])
+            self.publish([DecodeError(f"internal error: {e!r}", self.tap.wire_bytes)])
         metrics = self.hub.metrics
         metrics.wire_bytes += len(chunk)
         metrics.body_bytes += self.tap.body_bytes - body_before
@@ -62,15 +62,17 @@ class FlowTap:
         if self.finished:
             return
         self.finished = True
-        self._publish(self.tap.close())
-        self._publish([self.tap.outcome(self.record.next_seq + 1)])
+        try:
+            self.publish(self.tap.close())
+        finally:  # whatever happened, the stream gets its one terminal event
+            self.publish([self.tap.outcome(self.record.next_seq + 1)])
 
     def check_stall(self, now: float, timeout: float) -> None:
         """Publish stream.stall once when no bytes came for `timeout` seconds."""
         idle = now - self.last_bytes
         if not self.finished and not self.stalled and idle >= timeout:
             self.stalled = True
-            self._publish([StreamStall(round(idle, 3))])
+            self.publish([StreamStall(round(idle, 3))])
 
     def abort(self, by: str, message: str) -> None:
         if self.finished:
@@ -83,9 +85,9 @@ class FlowTap:
         self.finished = True
         # No flush: a half-received event is not an event. Everything whole has been sent.
         totals = self.tap.totals(self.record.next_seq + 1)
-        self._publish([StreamAbort(by, message, totals)])
+        self.publish([StreamAbort(by, message, totals)])
 
-    def _publish(self, payloads: list[Any]) -> None:
+    def publish(self, payloads: list[Any]) -> None:
         for payload in payloads:
             self.hub.publish(self.record.id, payload)
 

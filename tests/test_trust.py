@@ -202,3 +202,33 @@ def test_proxy_auth_is_required_when_set(tmp_path):
     finally:
         proc.stop()
     assert "s3cret" not in proc.output
+
+
+def test_tcp_api_with_a_token_requires_it(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from .support.proc import StreamtapProcess
+
+    proc = StreamtapProcess(["--certs", str(tmp_path / "c"), "--api-socket", str(tmp_path / "s.sock"),
+                             "--api-listen", "127.0.0.1:0", "--set", "streamtap_api_token=t0k3n"], cwd=tmp_path)
+    try:
+        base = f"http://127.0.0.1:{proc.api_port}"
+
+        def status(path: str, headers: dict[str, str] | None = None) -> int:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers or {}), timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert status("/healthz") == 401
+        assert status("/healthz", {"Authorization": "Bearer wrong"}) == 401
+        assert status("/healthz", {"Authorization": "Bearer t0k3n"}) == 200
+        assert status("/v1/streams?token=t0k3n") == 200  # EventSource's way
+        assert status("/proxy.pac") == 200  # browsers cannot send a token; it holds no data
+        from proxy_core.client import get_json
+
+        assert get_json(str(tmp_path / "s.sock"), "/healthz")["status"] == "ok"  # the socket needs none
+    finally:
+        proc.stop()

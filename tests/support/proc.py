@@ -22,6 +22,7 @@ class StreamtapProcess:
         self.api_port: int | None = None
         self._ready = threading.Event()
         self._api_ready = "--api-socket" not in args
+        self._want_tcp_api = "--api-listen" in args
         self.proc = subprocess.Popen(
             [STREAMTAP, "run", "--listen", "127.0.0.1:0", *args],
             cwd=cwd,
@@ -53,7 +54,7 @@ class StreamtapProcess:
                 self._api_ready = True
             if m := re.search(r"streamtap API listening at http://[^:]+:(\d+)", line):
                 self.api_port = int(m.group(1))
-            if self.proxy_port and self._api_ready:
+            if self.proxy_port and self._api_ready and (self.api_port or not self._want_tcp_api):
                 self._ready.set()
         self._ready.set()
 

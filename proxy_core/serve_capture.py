@@ -10,9 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tornado.httpserver import HTTPServer
-
-from .addons.api_server import bind_private_unix_socket
+from .addons.api_server import ApiHTTPServer, bind_private_unix_socket
 from .api import make_app
 from .events import StreamStart, payload_from_dict
 from .hub import Hub
@@ -34,7 +32,7 @@ def read_capture(path: Path) -> list[dict[str, Any]]:
 
 async def serve_capture(events: list[dict[str, Any]], socket_path: Path, speed: float, linger: bool) -> None:
     hub = Hub(capacity=max(100_000, len(events) + 1))
-    server = HTTPServer(make_app(hub))
+    server = ApiHTTPServer(make_app(hub))
     server.add_socket(bind_private_unix_socket(socket_path))
     print(f"streamtap: serving {len(events)} events on unix:{socket_path}", flush=True)
     stop = asyncio.Event()

@@ -22,6 +22,21 @@ from ..routes import parse_route
 logger = logging.getLogger(__name__)
 
 
+SEND_BUFFER = 256 * 1024  # kernel buffering per API reader: a reader's backlog is bounded here
+
+
+class ApiHTTPServer(HTTPServer):
+    """Every API connection gets a bounded kernel send buffer, so that a reader that stops
+    reading is noticed (and cut off) after a known amount, whatever the system defaults."""
+
+    def handle_stream(self, stream, address) -> None:  # type: ignore[no-untyped-def]
+        try:
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
+        super().handle_stream(stream, address)
+
+
 def parse_listen(spec: str) -> tuple[str, int]:
     host, colon, port = spec.rpartition(":")
     if not colon or not port.isdigit() or int(port) > 65535:
@@ -104,14 +119,14 @@ class ApiServer:
             self.socket_path = Path(path)
             app = make_app(self.hub, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac,
                            readiness=self.readiness)
-            server = HTTPServer(app)
+            server = ApiHTTPServer(app)
             server.add_socket(bind_private_unix_socket(self.socket_path))
             self.servers.append(server)
             logger.info(f"streamtap API listening at unix:{path}")
         if listen := ctx.options.streamtap_api_listen:
             host, port = parse_listen(listen)
             token = ctx.options.streamtap_api_token or None
-            server = HTTPServer(
+            server = ApiHTTPServer(
                 make_app(self.hub, token=token, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac,
                          readiness=self.readiness)
             )

@@ -135,3 +135,14 @@ def test_run_on_either_event_loop_with_json_logs(tmp_path, loop):
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any(r["message"] == f"streamtap: event loop {loop}" for r in records)
     assert any("proxy listening at" in r["message"] for r in records)
+
+
+def test_sigint_shuts_down_cleanly(tmp_path):
+    import signal
+
+    from .support.proc import StreamtapProcess
+
+    proc = StreamtapProcess(["--certs", str(tmp_path / "c"), "--api-socket", str(tmp_path / "s.sock")], cwd=tmp_path)
+    assert (tmp_path / "s.sock").exists()
+    assert proc.stop(signal.SIGINT) == 0
+    assert not (tmp_path / "s.sock").exists()

@@ -114,3 +114,24 @@ def test_event_json_is_encoded_once_with_all_fields():
     assert env.json.decode() == (
         f'{{"offset":2,"stream":"{s.id}","seq":1,"type":"text.delta","time":12.5,"text":"é","index":0}}'
     )
+
+
+def test_health_is_503_once_the_hub_stops(tmp_path):
+    from proxy_core.addons.api_server import ApiHTTPServer, bind_private_unix_socket
+    from proxy_core.api import make_app
+    from proxy_core.client import StreamtapClient
+
+    async def scenario():
+        hub = Hub()
+        server = ApiHTTPServer(make_app(hub))
+        server.add_socket(bind_private_unix_socket(tmp_path / "api.sock"))
+        try:
+            async with StreamtapClient(str(tmp_path / "api.sock")) as tap:
+                assert (await tap.health())["status"] == "ok"
+                hub.close()
+                health = await tap.health()
+                assert health["status"] == "stopping" and health["checks"] == {"hub_running": False}
+        finally:
+            server.stop()
+
+    asyncio.run(scenario())

@@ -136,8 +136,8 @@ class StreamTap:
         if self._closed:
             return out
         self._closed = True
-        if self._stopped:
-            return out
+        if self._stopped:  # what the normalizer holds (a half-sent tool call) still counts
+            return out + self._safe_normalizer_close()
         try:
             assert self._content is not None
             body = self._content.flush()

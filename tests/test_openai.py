@@ -204,3 +204,12 @@ def test_responses_function_call_without_output_item_done_is_emitted_at_the_end(
     body = b"".join(f"event: {n}\ndata: {json.dumps({'type': n, **d})}\n\n".encode() for n, d in events)
     payloads, _ = run_tap([body])
     assert payloads == [ToolCall("call_1", "f", {"a": 1}, 0)]
+
+
+def test_tool_call_fragments_survive_a_corrupt_body():
+    fx = FIXTURES["chat-tools"]
+    cut = fx.body.index(b"tool_calls\"}")  # before the finish_reason chunk
+    wire = encode(fx.body[:cut], "gzip")[:-8] + b"\x00" * 8  # a broken gzip trailer
+    payloads, _ = run_tap([wire[i:i + 16] for i in range(0, len(wire), 16)], "gzip")
+    assert any(isinstance(p, DecodeError) for p in payloads)
+    assert [p.name for p in payloads if isinstance(p, ToolCall)] == ["get_weather", "lookup"]

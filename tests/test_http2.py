@@ -23,8 +23,16 @@ FX = fixtures.openai_chat_tools()
 WIRE = encode(FX.body, "zstd")
 
 
+ALT = fixtures.openai_chat_text(parts=["Ein ", "anderer ", "Text — ", "ganz ", "anders ✓"])
+ALT_WIRE = encode(ALT.body, "zstd")
+
+
 def reply(request: Request) -> Reply:
-    delay = 0.02 if request.headers.get("x-test-scenario") == "slow" else 0.001
+    if request.headers.get("x-test-scenario") == "alt":
+        return Reply(headers=[("content-type", "text/event-stream"), ("content-encoding", "zstd")],
+                     chunks=[ALT_WIRE[i:i + 5] for i in range(0, len(ALT_WIRE), 5)], delay=0.003)
+    scenario = request.headers.get("x-test-scenario")
+    delay = 0.02 if scenario == "slow" else 0.003 if scenario == "fast-but-paced" else 0.001
     return Reply(headers=[("content-type", "text/event-stream"), ("content-encoding", "zstd")],
                  chunks=[WIRE[i:i + 6] for i in range(0, len(WIRE), 6)], delay=delay)
 
@@ -140,3 +148,26 @@ def test_http2_rst_stream_is_abort_by_client_and_the_next_stream_is_clean(h2worl
         assert FX.text.startswith(text_of(cancelled))
         after = h2world["log"].stream_of(f"h2-after-{i}")
         assert text_of(after) == FX.text and after[-1]["type"] == "stream.end"
+
+
+def test_concurrent_streams_on_one_http2_connection_stay_apart(h2world):
+    """Two answers interleaved on one connection: each stream holds only its own text."""
+    client = RawH2(h2world)
+    a = client.post("h2-mux-a", "fast-but-paced")
+    b = client.post("h2-mux-b", "alt")
+    import h2.events
+
+    bodies = {a: b"", b: b""}
+    ended: set[int] = set()
+    while ended != {a, b}:
+        for event in client.conn.receive_data(client.sock.recv(65536)):
+            if isinstance(event, h2.events.DataReceived):
+                bodies[event.stream_id] += event.data
+                client.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                ended.add(event.stream_id)
+        client.flush()
+    assert bodies == {a: WIRE, b: ALT_WIRE}
+    first, second = h2world["log"].stream_of("h2-mux-a"), h2world["log"].stream_of("h2-mux-b")
+    assert text_of(first) == FX.text and text_of(second) == ALT.text
+    assert first[0]["stream"] != second[0]["stream"]

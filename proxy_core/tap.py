@@ -125,6 +125,9 @@ class StreamTap:
             self.body_bytes += len(body)
             out += self._frames(self._framing.feed(body))
         except ContentDecodingError as e:
+            if e.partial:  # the text decoded before the failure still counts
+                self.body_bytes += len(e.partial)
+                out += self._safe_frames(e.partial)
             out.append(self._stop(str(e), at))
         except Exception as e:  # a decoder bug must never reach mitmproxy
             out.append(self._stop(f"internal decoder error: {e!r}", at))
@@ -200,6 +203,12 @@ class StreamTap:
                 continue  # reported by the terminal stream.error
             out.append(p)
         return out
+
+    def _safe_frames(self, body: bytes) -> list[Payload]:
+        try:
+            return self._frames(self._framing.feed(body))
+        except Exception as e:
+            return [DecodeError(f"internal decoder error: {e!r}", self.body_bytes)]
 
     def _safe_normalizer_close(self) -> list[Payload]:
         try:

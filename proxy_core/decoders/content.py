@@ -15,7 +15,9 @@ import zstandard
 
 
 class ContentDecodingError(Exception):
-    pass
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        super().__init__(message)
+        self.partial = partial  # what was decoded before the failure
 
 
 class ContentDecoder(Protocol):
@@ -42,16 +44,23 @@ class GzipDecoder:
         if not data:
             return b""
         self._seen_input = True
-        out = []
+        out: list[bytes] = []
         try:
-            out.append(self._obj.decompress(data))
-            while self._obj.eof and self._obj.unused_data:
-                rest = self._obj.unused_data
-                self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                out.append(self._obj.decompress(rest))
+            # The last 8 bytes apart: a member's CRC and length trailer is checked
+            # there, and a bad one must not take the text before it down with it.
+            for piece in (data[:-8], data[-8:]):
+                if piece:
+                    self._decompress(piece, out)
         except zlib.error as e:
-            raise ContentDecodingError(f"gzip: {e}") from None
+            raise ContentDecodingError(f"gzip: {e}", b"".join(out)) from None
         return b"".join(out)
+
+    def _decompress(self, data: bytes, out: list[bytes]) -> None:
+        out.append(self._obj.decompress(data))
+        while self._obj.eof and self._obj.unused_data:
+            rest = self._obj.unused_data
+            self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out.append(self._obj.decompress(rest))
 
     def flush(self) -> bytes:
         out = self._obj.flush()

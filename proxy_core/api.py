@@ -199,6 +199,12 @@ class EventStreamMixin(BaseHandler):
             if follow and self.hub.last_offset - newest_before > self.max_lag:
                 flushed.add_done_callback(_consume_exception)
                 return False
+            if self.hub.closed:  # shutting down: nothing more will be published
+                await asyncio.wait({flushed}, timeout=1.0)
+                if not flushed.done():
+                    flushed.add_done_callback(_consume_exception)
+                    return False
+                break
             published = asyncio.ensure_future(self.hub.wait(self.hub.last_offset, KEEPALIVE_SECONDS))
             await asyncio.wait({flushed, published}, return_when=asyncio.FIRST_COMPLETED)
             published.cancel()

@@ -15,7 +15,7 @@ import tornado.iostream
 import tornado.web
 
 from . import __version__
-from .events import Envelope, cutoff_event, dumps, gap_event
+from .events import Envelope, cutoff_event, dumps, gap_event, restart_event
 from .hub import Hub
 from .webpage import PAGE
 
@@ -147,7 +147,8 @@ class EventStreamMixin(BaseHandler):
             if after > self.hub.last_offset:
                 # An offset this process never gave out: the reader knew an earlier run
                 # (EventSource reconnecting after a restart). Say so and start over.
-                self._write_one(dumps(restart_event(after, self.hub)), 0, ndjson)
+                notice = restart_event(after, self.hub.last_offset, self.hub.instance, self.hub.clock())
+                self._write_one(dumps(notice), 0, ndjson)
                 cursor = 0
             await self.flush()  # headers now: a follower knows it is connected
             while not self._gone:
@@ -216,20 +217,6 @@ class EventStreamMixin(BaseHandler):
             self.write(data + b"\n")
         else:
             self.write(b"id: %d\ndata: %s\n\n" % (offset, data))
-
-
-def restart_event(asked: int, hub: Hub) -> dict[str, Any]:
-    return {
-        "offset": 0,
-        "stream": None,
-        "seq": None,
-        "type": "restart",
-        "time": hub.clock(),
-        "instance": hub.instance,
-        "last_offset_seen": asked,
-        "message": f"offset {asked} is beyond this process's newest ({hub.last_offset}): streamtap restarted; "
-                   "its events follow from the start",
-    }
 
 
 def _consume_exception(future: asyncio.Future[None]) -> None:

@@ -228,6 +228,22 @@ def cutoff_event(resume_from: int, lag: int, time: float) -> dict[str, Any]:
     }
 
 
+def restart_event(asked: int, newest: int, instance: str, time: float) -> dict[str, Any]:
+    """For a reader asking for an offset this process never gave out: it knew an earlier
+    run. The events of this run follow from its start."""
+    return {
+        "offset": 0,
+        "stream": None,
+        "seq": None,
+        "type": "restart",
+        "time": time,
+        "instance": instance,
+        "last_offset_seen": asked,
+        "message": f"offset {asked} is beyond this process's newest ({newest}): streamtap restarted; "
+        "its events follow from the start",
+    }
+
+
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: this is per event
 
 

@@ -127,7 +127,6 @@ class Ring:
         ring = Ring(capacity)
         for env in self.read(self.last - capacity, capacity):
             ring.append(env)
-        ring.last = self.last
         return ring
 
 
@@ -204,6 +203,14 @@ class Hub:
         self.closed = True
         self._wake()
 
+    async def close_and_drain(self, timeout: float = 2.0) -> None:
+        """Close, then give following readers up to `timeout` seconds to receive what
+        was published and end their responses."""
+        self.close()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.subscribers and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
     # Reading -----------------------------------------------------------------------
 
     def read(self, after: int, limit: int = 1000) -> tuple[tuple[int, int] | None, list[Envelope]]:
@@ -235,6 +242,8 @@ class Hub:
     # -------------------------------------------------------------------------------
 
     def _wake(self) -> None:
+        if not self._waiters:  # the common case, once per event: nothing to do
+            return
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
             if not fut.done():

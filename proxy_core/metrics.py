@@ -36,27 +36,24 @@ class Metrics:
 
         family("streamtap_events_total", "counter", "Events published, by type.")
         out += [f'streamtap_events_total{{type="{t}"}} {n}' for t, n in sorted(self.events.items())]
-        family("streamtap_decode_errors_total", "counter", "decode.error events published.")
-        out.append(f"streamtap_decode_errors_total {self.events.get('decode.error', 0)}")
         family("streamtap_streams_total", "counter", "Finished streams, by provider and outcome.")
         out += [
             f'streamtap_streams_total{{provider="{p}",outcome="{o}"}} {n}'
             for (p, o), n in sorted(self.streams.items())
         ]
-        family("streamtap_active_streams", "gauge", "Streams being captured now.")
-        out.append(f"streamtap_active_streams {active_streams}")
-        family("streamtap_wire_bytes_total", "counter", "Response body bytes tapped, as received.")
-        out.append(f"streamtap_wire_bytes_total {self.wire_bytes}")
-        family("streamtap_body_bytes_total", "counter", "Response body bytes after content decoding.")
-        out.append(f"streamtap_body_bytes_total {self.body_bytes}")
-        family("streamtap_subscribers", "gauge", "API readers connected now.")
-        out.append(f"streamtap_subscribers {subscribers}")
-        family("streamtap_gaps_total", "counter", "Gap notices sent to readers.")
-        out.append(f"streamtap_gaps_total {self.gaps}")
-        family("streamtap_cutoffs_total", "counter", "Readers cut off for falling behind.")
-        out.append(f"streamtap_cutoffs_total {self.cutoffs}")
-        family("streamtap_last_offset", "gauge", "Offset of the newest event.")
-        out.append(f"streamtap_last_offset {last_offset}")
+        for name, kind, help_text, value in (
+            ("streamtap_decode_errors_total", "counter", "decode.error events published.",
+             self.events.get("decode.error", 0)),
+            ("streamtap_active_streams", "gauge", "Streams being captured now.", active_streams),
+            ("streamtap_wire_bytes_total", "counter", "Response body bytes tapped, as received.", self.wire_bytes),
+            ("streamtap_body_bytes_total", "counter", "Response body bytes after content decoding.", self.body_bytes),
+            ("streamtap_subscribers", "gauge", "API readers connected now.", subscribers),
+            ("streamtap_gaps_total", "counter", "Gap notices sent to readers.", self.gaps),
+            ("streamtap_cutoffs_total", "counter", "Readers cut off for falling behind.", self.cutoffs),
+            ("streamtap_last_offset", "gauge", "Offset of the newest event.", last_offset),
+        ):
+            family(name, kind, help_text)
+            out.append(f"{name} {value}")
         family("streamtap_tap_seconds", "histogram", "Time spent in the tap per chunk.")
         cumulative = 0
         for bound, count in zip((*TAP_BUCKETS, float("inf")), self.tap_buckets, strict=True):

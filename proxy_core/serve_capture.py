@@ -54,7 +54,6 @@ async def serve_capture(events: list[dict[str, Any]], socket_path: Path, speed: 
         if linger:
             await stop.wait()
     finally:
-        hub.close()
-        await asyncio.sleep(0.1)  # let followers receive the end of their responses
+        await hub.close_and_drain()
         server.stop()
         socket_path.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from mitmproxy.flow import Error
 from mitmproxy.proxy import server_hooks
 from mitmproxy.test import taddons, tflow
 
-from proxy_core.addons import ApiServer, ConfigFile, Routing, StreamCapture
+from proxy_core.addons import ApiServer, Captures, ConfigFile, Routing, StreamCapture, UpstreamProxies
 from proxy_core.hub import Hub
 
 from .support import fixtures
@@ -20,7 +20,7 @@ CHAT = fixtures.openai_chat_text()
 def setup():
     hub = Hub()
     routing, capture, api = Routing(), StreamCapture(hub), ApiServer(hub)
-    with taddons.context(ConfigFile(), routing, capture, api) as tctx:
+    with taddons.context(ConfigFile(), routing, UpstreamProxies(), capture, Captures(hub), api) as tctx:
         yield hub, routing, capture, tctx
 
 
@@ -172,6 +172,14 @@ def test_routes_option(setup):
         ("streamtap_connect_to", ["api.x.com:443"], "expected HOST:PORT=ADDRESS:PORT"),
         ("streamtap_api_listen", "0.0.0.0:9000", "not loopback"),
         ("streamtap_buffer_events", 0, "at least 1"),
+        ("streamtap_subscriber_queue", 0, "at least 1"),
+        ("streamtap_max_event_bytes", 10, "at least 1024"),
+        ("streamtap_idle_timeout", "soon", "a number of seconds"),
+        ("streamtap_idle_timeout", "-1", "a number of seconds"),
+        ("streamtap_capture_max_age", 0, "at least 1"),
+        ("streamtap_upstream_proxies", ["socks5://127.0.0.1:1080"], "not an http:// or https:// proxy URL"),
+        ("streamtap_via", ["api.x.com"], "expected HOST_GLOB=URL"),
+        ("streamtap_via", ["api.x.com=ftp://p:1"], "not an http:// or https:// proxy URL"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(setup, option, value, message):

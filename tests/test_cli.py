@@ -51,6 +51,11 @@ def test_ca_path_and_show_with_certs_dir(tmp_path):
         ("routes:\n  - {host: 'a.com', path: '([', provider: sse}\n", "routes[0].path: invalid regular expression"),
         ("connect_to: {'a.com': 'b:1'}\n", "connect_to: 'a.com=b:1': 'a.com' is not HOST:PORT"),
         ("proxy: {listen: [\n", "not valid YAML at line"),
+        ("capture: {max_event_bytes: 100}\n", "capture.max_event_bytes: must be at least 1024"),
+        ("proxy: {upstream_proxy: [ftp://p:1]}\n", "proxy.upstream_proxy: 'ftp://p:1' is not an http:// or https://"),
+        ("routes:\n  - {host: a.com, provider: sse, via: 5}\n", "routes[0].via: a proxy URL, a list of them, or 'direct'"),
+        ("proxy: {auth: nocolon}\n", "proxy.auth: expected USER:PASS"),
+        ("ca: {name_constraints: maybe}\n", "ca.name_constraints: must be true or false"),
     ],
 )
 def test_bad_config_is_refused_with_one_line_naming_the_key(tmp_path, yaml_text, message):
@@ -65,6 +70,8 @@ def test_bad_config_is_refused_with_one_line_naming_the_key(tmp_path, yaml_text,
 def test_bad_flags_are_refused(tmp_path):
     result = streamtap("run", "--route", "x.com=unknown", cwd=tmp_path)
     assert result.returncode == 2 and "--route: route 'x.com=unknown': provider: unknown provider" in result.stderr
+    result = streamtap("run", "--proxy-auth", "nocolon", cwd=tmp_path)
+    assert result.returncode == 2 and "--proxy-auth: expected USER:PASS" in result.stderr
     result = streamtap("run", "--set", "streamtap_buffer_events=0", "--certs", str(tmp_path / "c"),
                        "--api-socket", str(tmp_path / "s.sock"), cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (

@@ -354,7 +354,10 @@ def test_client_reconnects_across_a_server_restart(tmp_path, pki, upstream):
 
         follower = asyncio.create_task(follow())
         await asyncio.to_thread(request, first, t1)
-        await asyncio.sleep(0.3)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not any(e["type"] == "stream.end" and e["stream"] == stream_of(t1) for e in seen):
+            assert asyncio.get_running_loop().time() < deadline, "the follower never saw the first stream end"
+            await asyncio.sleep(0.02)  # polls a condition; the time is not what the test relies on
         await asyncio.to_thread(first.stop)
         second = await asyncio.to_thread(start, tmp_path, pki, upstream)
         try:

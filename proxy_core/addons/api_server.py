@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import os
@@ -107,11 +106,7 @@ class ApiServer:
     async def done(self) -> None:
         # Readers first get everything published so far (the proxy's final aborts
         # included), then their responses end; then the socket goes.
-        self.hub.close()
-        for _ in range(100):
-            if not self.hub.subscribers:
-                break
-            await asyncio.sleep(0.02)
+        await self.hub.close_and_drain()
         self.stop()
 
     def start(self) -> None:

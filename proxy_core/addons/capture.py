@@ -35,12 +35,11 @@ class FlowTap:
         self.record = record
         self.tap = tap
         self.finished = False
-        self.last_bytes = time.monotonic()
+        self.last_bytes = time.perf_counter()  # one clock for stalls and tap timing
         self.stalled = False
 
     def __call__(self, chunk: bytes) -> bytes:
-        started = time.perf_counter()
-        self.last_bytes = time.monotonic()
+        started = self.last_bytes = time.perf_counter()
         self.stalled = False
         body_before = self.tap.body_bytes
         try:
@@ -133,7 +132,7 @@ class StreamCapture:
         while True:
             timeout = self.idle_timeout
             await asyncio.sleep(min(1.0, timeout / 4))
-            now = time.monotonic()
+            now = time.perf_counter()
             for flow_tap in list(self._taps):
                 flow_tap.check_stall(now, timeout)
 

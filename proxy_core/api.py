@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,13 +16,12 @@ import tornado.iostream
 import tornado.web
 
 from . import __version__
-from .events import Envelope, cutoff_event, dumps, gap_event, restart_event
+from .events import Envelope, dumps, restart_event
 from .hub import Hub
+from .pump import BATCH, EventPump
 from .webpage import PAGE
 
 KEEPALIVE_SECONDS = 15.0
-BATCH = 1000  # events read from the ring at a time
-BATCH_BYTES = 1 << 20  # and at most this much written before waiting for the reader
 
 
 class ApiError(Exception):
@@ -101,9 +101,12 @@ class EventStreamMixin(BaseHandler):
     """Writes hub events from an offset on, as SSE or NDJSON, optionally following."""
 
     _gone = False
+    _pump: EventPump | None = None
 
     def on_connection_close(self) -> None:
         self._gone = True
+        if self._pump is not None:
+            self._pump.close()
 
     def wants_ndjson(self) -> bool:
         if self.get_query_argument("format", "") == "ndjson":
@@ -130,98 +133,33 @@ class EventStreamMixin(BaseHandler):
     async def send_events(
         self, after: int, match: Callable[[Envelope], bool], follow: bool, until_end_of: str | None = None
     ) -> None:
-        """Events with offset > `after`, then (when following) live ones.
-
-        Events wait in the hub's ring, not in a per-reader queue; a reader's queue is
-        what is published while its socket does not drain. When that grows past
-        `max_lag` the reader is cut off with a `cutoff` notice saying where to resume:
-        it holds up nothing but itself.
-        """
+        """Events with offset > `after`, then (when following) live ones, fed by an
+        EventPump (see pump.py) that the hub drives as it publishes."""
         ndjson = self.wants_ndjson()
         self.set_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")
-        cursor = after
+        pump = self._pump = EventPump(self, self.hub, after, match, follow=follow, ndjson=ndjson,
+                                      max_lag=self.max_lag, until_end_of=until_end_of)
         self.hub.subscribers += 1
         try:
             if after > self.hub.last_offset:
                 # An offset this process never gave out: the reader knew an earlier run
                 # (EventSource reconnecting after a restart). Say so and start over.
-                notice = restart_event(after, self.hub.last_offset, self.hub.instance, self.hub.clock())
-                self._write_one(dumps(notice), 0, ndjson)
-                cursor = 0
+                pump.write_notice(restart_event(after, self.hub.last_offset, self.hub.instance, self.hub.clock()), 0)
+                pump.cursor = 0
             await self.flush()  # headers now: a follower knows it is connected
-            while not self._gone:
-                gap, batch = self.hub.read(cursor, BATCH)
-                if gap is not None:
-                    self._write_one(dumps(gap_event(*gap, self.hub.clock())), gap[1], ndjson)
-                    self.hub.metrics.gaps += 1
-                done = False
-                size = 0
-                for env in batch:
-                    cursor = env.offset
-                    if match(env):
-                        self._write_one(env.json, env.offset, ndjson)
-                        size += len(env.json)
-                        if until_end_of is not None and env.payload.terminal and env.stream == until_end_of:
-                            done = True
-                            break
-                    if size > BATCH_BYTES:
-                        break
-                if (gap is not None or batch) and not await self._drain(follow):
-                    self._write_one(dumps(cutoff_event(cursor, self.hub.last_offset - cursor, self.hub.clock())),
-                                    cursor, ndjson)
-                    self.hub.metrics.cutoffs += 1
-                    break
-                if done:
-                    break
-                if self.hub.closed and cursor >= self.hub.last_offset:
-                    break
-                if cursor < self.hub.last_offset:
-                    continue
-                if not follow:
-                    break
-                if not await self.hub.wait(cursor, KEEPALIVE_SECONDS) and not ndjson:
-                    self.write(b": keep-alive\n\n")
-                    await self.flush()
-            self.finish()
+            self.hub.pumps.add(pump)
+            pump.pump()
+            while not pump.done.done():
+                await asyncio.wait({pump.done}, timeout=KEEPALIVE_SECONDS)
+                if time.monotonic() - pump.last_write >= KEEPALIVE_SECONDS:
+                    pump.keepalive()
         except tornado.iostream.StreamClosedError:
             return
         finally:
+            self.hub.pumps.discard(pump)
             self.hub.subscribers -= 1
-
-    async def _drain(self, follow: bool) -> bool:
-        """Wait until the reader has taken what was written; False if, meanwhile, more
-        than `max_lag` new events were published (history it is catching up on does
-        not count: only what piles up while it does not read)."""
-        flushed = asyncio.ensure_future(self.flush())
-        newest_before = self.hub.last_offset
-        while not flushed.done():
-            if follow and self.hub.last_offset - newest_before > self.max_lag:
-                flushed.add_done_callback(_consume_exception)
-                return False
-            if self.hub.closed:  # shutting down: nothing more will be published
-                await asyncio.wait({flushed}, timeout=1.0)
-                if not flushed.done():
-                    flushed.add_done_callback(_consume_exception)
-                    return False
-                break
-            published = asyncio.ensure_future(self.hub.wait(self.hub.last_offset, KEEPALIVE_SECONDS))
-            await asyncio.wait({flushed, published}, return_when=asyncio.FIRST_COMPLETED)
-            published.cancel()
-        flushed.result()  # a closed connection raises here
-        return True
-
-    def _write_one(self, data: bytes, offset: int, ndjson: bool) -> None:
-        if ndjson:
-            self.write(data + b"\n")
-        else:
-            self.write(b"id: %d\ndata: %s\n\n" % (offset, data))
-
-
-def _consume_exception(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 class HealthHandler(BaseHandler):

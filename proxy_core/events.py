@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -17,6 +18,14 @@ from typing import Any, ClassVar
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
+
+
+# The hand-written JSON of the hot payloads must be byte for byte what `dumps` gives.
+# It is, for the exact types checked: `_ENCODER` quotes strings with this very
+# function (the C one when available), writes an int as `int.__repr__` and a finite
+# float as `float.__repr__`. A lone surrogate passes through, and `_utf8` escapes it
+# as `dumps` does.
+_json_str = json.encoder.encode_basestring
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +36,11 @@ class Payload:
     def fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _field_names(type(self))}
 
+    def fields_json(self) -> str | None:
+        """`fields()` as JSON members (`,"name":value...`), for the payloads that come
+        by the thousand; None sends the envelope through the generic encoder."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class StreamStart(Payload):
@@ -35,11 +49,20 @@ class StreamStart(Payload):
     response: dict[str, Any]
 
 
+def _delta_fields_json(self: TextDelta | ReasoningDelta) -> str | None:
+    """`fields_json` of the deltas, the payloads nearly every event carries."""
+    if type(self.text) is not str or type(self.index) is not int:  # e.g. a bool index, which JSON spells true
+        return None
+    return f',"text":{_json_str(self.text)},"index":{self.index}'
+
+
 @dataclass(frozen=True, slots=True)
 class TextDelta(Payload):
     type: ClassVar[str] = "text.delta"
     text: str
     index: int = 0
+
+    fields_json = _delta_fields_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +70,8 @@ class ReasoningDelta(Payload):
     type: ClassVar[str] = "reasoning.delta"
     text: str
     index: int = 0
+
+    fields_json = _delta_fields_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,23 +185,41 @@ class Envelope:
         return self.payload.type
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "offset": self.offset,
-            "stream": self.stream,
-            "seq": self.seq,
-            "type": self.payload.type,
-            "time": self.time,
-            **self.payload.fields(),
-        }
+        return _envelope_dict(self.offset, self.stream, self.seq, self.time, self.payload)
 
     @classmethod
     def make(
         cls, offset: int, stream: str, seq: int, time: float, payload: Payload, host: str = ""
     ) -> Envelope:
-        env = cls(offset, stream, seq, time, payload, host)
         # Encoded once here; every subscriber shares the bytes.
-        object.__setattr__(env, "json", dumps(env.to_dict()))
-        return env
+        encoded = _fast_envelope_json(offset, stream, seq, time, payload)
+        if encoded is None:
+            encoded = dumps(_envelope_dict(offset, stream, seq, time, payload))
+        return cls(offset, stream, seq, time, payload, host, encoded)
+
+
+def _envelope_dict(offset: int, stream: str, seq: int, time: float, payload: Payload) -> dict[str, Any]:
+    return {
+        "offset": offset,
+        "stream": stream,
+        "seq": seq,
+        "type": payload.type,
+        "time": time,
+        **payload.fields(),
+    }
+
+
+def _fast_envelope_json(offset: Any, stream: Any, seq: Any, time: Any, payload: Payload) -> bytes | None:
+    """`dumps(_envelope_dict(...))` for a payload with `fields_json`, or None."""
+    members = payload.fields_json()
+    if members is None or not (
+        type(offset) is int and type(seq) is int and type(stream) is str and type(time) is float
+    ):
+        return None
+    if not math.isfinite(time):  # NaN and Infinity have their own spelling
+        return None
+    head = f'{{"offset":{offset},"stream":{_json_str(stream)},"seq":{seq},"type":{_json_str(payload.type)}'
+    return _utf8(f'{head},"time":{time!r}{members}}}')
 
 
 PAYLOADS: dict[str, type[Payload]] = {
@@ -248,4 +291,10 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built 
 
 
 def dumps(obj: Any) -> bytes:
-    return _ENCODER.encode(obj).encode()
+    return _utf8(_ENCODER.encode(obj))
+
+
+def _utf8(json_text: str) -> bytes:
+    # A lone surrogate (e.g. a provider's "\ud800") has no UTF-8 form; it can only sit
+    # inside a JSON string, where its \uXXXX escape is the same character.
+    return json_text.encode("utf-8", "backslashreplace")

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .events import (
     Envelope,
@@ -28,6 +28,9 @@ from .events import (
     Usage,
 )
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .pump import EventPump
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +150,8 @@ class Hub:
         self.subscribers = 0  # readers connected to the API now
         self.closed = False
         self._waiters: list[asyncio.Future[None]] = []
+        self.pumps: set[EventPump] = set()  # following API readers, fed by deliver()
+        self._delivery_due = False
 
     @property
     def last_offset(self) -> int:
@@ -174,24 +179,36 @@ class Hub:
             # The terminal event was the last word; anything later is a caller bug.
             logger.error("streamtap: dropped %s for finished or unknown stream %s", payload.type, stream_id)
             return None
-        env = Envelope.make(
-            self.ring.last + 1, stream_id, record.next_seq, self.clock(), payload, host=record.host
-        )
+        offset = self.ring.last + 1
+        env = Envelope.make(offset, stream_id, record.next_seq, self.clock(), payload, record.host)
         record.next_seq += 1
         if not record.first_offset:
-            record.first_offset = env.offset
-        record.last_offset = env.offset
+            record.first_offset = offset
+        record.last_offset = offset
         record.absorb(payload)
-        if payload.terminal:
+        terminal = payload.terminal
+        if terminal:
             record.ended = env.time
         self.ring.append(env)
         for sink in self.sinks:
             sink(env)
         self.metrics.events[payload.type] += 1
-        if payload.terminal:
+        if terminal:
             self.metrics.streams[(record.request.get("provider", ""), payload.type.removeprefix("stream."))] += 1
-        self._wake()
+        if self._waiters:  # the common case, once per event: nobody to wake
+            self._wake()
+        if self.pumps and not self._delivery_due:
+            # Publishers that do not call deliver() themselves are served next turn.
+            self._delivery_due = True
+            asyncio.get_running_loop().call_soon(self.deliver)
         return env
+
+    def deliver(self) -> None:
+        """Hand what was published to the following readers now. The tap calls this
+        after each batch, so readers get events in the same loop turn as the client."""
+        self._delivery_due = False
+        for pump in list(self.pumps):
+            pump.pump()
 
     def forget_finished(self) -> int:
         gone = [sid for sid, r in self.streams.items() if not r.active]
@@ -202,6 +219,7 @@ class Hub:
     def close(self) -> None:
         self.closed = True
         self._wake()
+        self.deliver()
 
     async def close_and_drain(self, timeout: float = 2.0) -> None:
         """Close, then give following readers up to `timeout` seconds to receive what
@@ -242,8 +260,6 @@ class Hub:
     # -------------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        if not self._waiters:  # the common case, once per event: nothing to do
-            return
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
             if not fut.done():

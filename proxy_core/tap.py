@@ -123,7 +123,9 @@ class StreamTap:
             assert self._content is not None
             body = self._content.decode(chunk)
             self.body_bytes += len(body)
-            out += self._frames(self._framing.feed(body))
+            frames = self._framing.feed(body)
+            if frames:  # most small chunks end no event
+                out += self._frames(frames)
         except ContentDecodingError as e:
             if e.partial:  # the text decoded before the failure still counts
                 self.body_bytes += len(e.partial)
@@ -180,16 +182,16 @@ class StreamTap:
     def _frames(self, frames: list[Any]) -> list[Payload]:
         out: list[Payload] = []
         for frame in frames:
-            if isinstance(frame, DecodeError):
-                out.append(frame)
-            elif isinstance(frame, ServerSentEvent):
-                out += self._count(self._normalizer.on_event(frame))
+            if isinstance(frame, ServerSentEvent):  # nearly always: tested first
+                self._count(self._normalizer.on_event(frame), out)
             elif isinstance(frame, JsonDocument):
-                out += self._count(self._normalizer.on_json(frame))
+                self._count(self._normalizer.on_json(frame), out)
+            elif isinstance(frame, DecodeError):
+                out.append(frame)
         return out
 
-    def _count(self, payloads: list[Payload]) -> list[Payload]:
-        out: list[Payload] = []
+    def _count(self, payloads: list[Payload], out: list[Payload]) -> list[Payload]:
+        """Adds `payloads` to the totals and to `out` (a provider error only to the totals)."""
         for p in payloads:
             if isinstance(p, TextDelta):
                 self.text_chars += len(p.text)
@@ -212,7 +214,7 @@ class StreamTap:
 
     def _safe_normalizer_close(self) -> list[Payload]:
         try:
-            return self._count(self._normalizer.close())
+            return self._count(self._normalizer.close(), [])
         except Exception as e:
             return [DecodeError(f"internal decoder error: {e!r}", self.body_bytes)]
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from proxy_core.events import StreamEnd, TextDelta, Usage
+from proxy_core.events import Envelope, ReasoningDelta, StreamEnd, TextDelta, Usage, dumps
 from proxy_core.hub import Hub, Ring
 
 
@@ -114,6 +117,54 @@ def test_event_json_is_encoded_once_with_all_fields():
     assert env.json.decode() == (
         f'{{"offset":2,"stream":"{s.id}","seq":1,"type":"text.delta","time":12.5,"text":"é","index":0}}'
     )
+
+
+# Any code point, lone surrogates included (json.loads makes them from "\\ud800"),
+# with the characters JSON escapes drawn often.
+ANY_TEXT = st.text(st.one_of(st.characters(exclude_categories=()), st.sampled_from('"\\\x00\x1f\x7f\ud800\udfffé')))
+
+
+def generic_json(env: Envelope) -> bytes:
+    return dumps(env.to_dict())
+
+
+def made_json(*args) -> bytes:
+    return Envelope.make(*args).json
+
+
+@given(
+    st.sampled_from([TextDelta, ReasoningDelta]),
+    ANY_TEXT,
+    st.one_of(st.integers(), st.booleans()),
+    st.integers(min_value=0),
+    ANY_TEXT,
+    st.integers(min_value=0),
+    st.one_of(st.floats(), st.integers()),
+)
+def test_hand_encoded_deltas_are_byte_identical_to_the_generic_encoder(kind, text, index, offset, stream, seq, time):
+    payload = kind(text, index)
+    env = Envelope(offset, stream, seq, time, payload)
+    assert made_json(offset, stream, seq, time, payload) == generic_json(env)
+
+
+@pytest.mark.parametrize("text", ['"quoted" \\ back\nslash', "\x00\x1f\x7f", "\u2028\u2029", "é 🎉 日本", ""])
+@pytest.mark.parametrize("time", [1763776000.123456, 12.5, 1e22, 1e-7, 0.0])
+def test_hand_encoded_delta_pinned(text, time):
+    env = Envelope.make(3, "s\"1", 2, time, TextDelta(text, 1))
+    assert env.json == dumps(env.to_dict())
+
+
+def test_a_lone_surrogate_is_escaped_and_survives_the_round_trip():
+    # A provider may send "\\ud800" (valid JSON, no UTF-8 form): the event still goes out.
+    assert dumps({"text": "\ud800"}) == b'{"text":"\\ud800"}'
+    env = Envelope.make(1, "s", 0, 1.5, TextDelta("a\ud800\\"))
+    assert json.loads(env.json)["text"] == "a\ud800\\"
+
+
+@pytest.mark.parametrize("time", [float("nan"), float("inf"), 7])
+def test_unusual_times_take_the_generic_encoder(time):
+    env = Envelope.make(1, "s", 0, time, TextDelta("x"))
+    assert env.json == dumps(env.to_dict())
 
 
 def test_health_is_503_once_the_hub_stops(tmp_path):

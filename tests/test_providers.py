@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from proxy_core.decoders.json_stream import JsonDocument, JsonStreamDecoder
 from proxy_core.decoders.ndjson import NDJSONDecoder
 from proxy_core.events import DecodeError, Frame, StreamError, TextDelta, ToolCall
+from proxy_core.providers.base import parse_json
 
 from .conftest import chunkings, one_byte_at_a_time
 from .support import fixtures
@@ -203,3 +204,32 @@ def test_aistudio_body_nested_one_level_less_still_gives_text():
 def test_json_reader_skips_nul_bytes_between_values():
     body = b'[\x00{"a": 1}\x00,\x00{"b": "x\\u0000y"}]\x00'
     assert [d.value for d in read_all([body])] == [{"a": 1}, {"b": "x\x00y"}]
+
+
+def loads_outcome(parse, text: str) -> tuple:
+    try:
+        return ("value", repr(parse(text)))  # repr: NaN is not equal to itself
+    except Exception as e:
+        return ("error", type(e), str(e))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+# What can surround SSE data: whitespace, a BOM, extra data, a cut-off value.
+AROUND = st.sampled_from(["", " ", "\n", "\r\n\t", "\ufeff", "x", "]", "}", ",1", " 2", "\"", "[", "{"])
+
+
+@given(JSON_VALUES, AROUND, AROUND, st.data())
+def test_parse_json_answers_as_json_loads(value, before, after, data):
+    text = before + json.dumps(value, ensure_ascii=data.draw(st.booleans())) + after
+    cut = data.draw(st.integers(0, len(text)))
+    for sample in (text, text[:cut]):
+        assert loads_outcome(parse_json, sample) == loads_outcome(json.loads, sample)
+
+
+@given(st.text(max_size=40))
+def test_parse_json_answers_as_json_loads_for_any_text(text):
+    assert loads_outcome(parse_json, text) == loads_outcome(json.loads, text)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -97,3 +99,72 @@ def test_any_chunking_gives_the_same_events(chunks):
 def test_line_end_soup_is_chunk_invariant(parts, data):
     body = b"".join(parts)
     assert decode(data.draw(chunkings(body))) == decode([body])
+
+
+def reference_decode(body: bytes) -> list[ServerSentEvent]:
+    """The WHATWG algorithm written plainly, on the whole body at once: each line is
+    decoded to text before it is parsed. The decoder splits lines in bulk and parses
+    them as bytes; both must give the same events, with the same offsets."""
+    lines, at = [], 0
+    for m in re.finditer(rb"\r\n|\r|\n", body):
+        lines.append((body[at : m.start()], at))
+        at = m.end()
+    if body[at:]:
+        lines.append((body[at:], at))  # the last line, ended by the end of the body
+    lines.append((b"", len(body)))  # the end of the body dispatches what is pending
+    if lines[0][0].startswith(b"\xef\xbb\xbf"):
+        lines[0] = (lines[0][0][3:], lines[0][1])
+    events, data, event_type, last_id, retry, event_at = [], [], "", None, None, None
+    for raw, line_at in lines:
+        line = raw.decode("utf-8", errors="replace")
+        if not line:
+            if data:
+                events.append(ServerSentEvent("\n".join(data), event_type or "message", last_id, retry, event_at or 0))
+            data, event_type, event_at = [], "", None
+            continue
+        if line.startswith(":"):
+            continue
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if event_at is None:
+            event_at = line_at
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event_type = value
+        elif name == "id" and "\0" not in value:
+            last_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            retry = int(value)
+    return events
+
+
+# Line ends, BOMs, colons and spaces, field names, a multibyte character (cut anywhere
+# by the chunking), invalid UTF-8 and a truncated sequence before a colon or line end.
+SSE_PIECES = [b"\r", b"\n", b"\r\n", b"\n\n", b":", b" ", b"data", b"data: ", b"event", b"id", b"retry", b"12",
+              b"\x00", b"\xef\xbb\xbf", b"\xf0\x9f\x8e\x89", b"\xc3\xa9", b"\xff", b"\xe2\x82", b"x"]
+
+
+@given(st.lists(st.sampled_from(SSE_PIECES), max_size=60), st.data())
+def test_bulk_byte_parsing_equals_the_plain_text_algorithm(pieces, data):
+    body = b"".join(pieces)
+    assert decode(data.draw(chunkings(body))) == reference_decode(body)
+
+
+@given(st.binary(max_size=300), st.data())
+def test_any_bytes_any_chunking_equal_the_plain_text_algorithm(body, data):
+    assert decode(data.draw(chunkings(body))) == reference_decode(body)
+
+
+def test_cr_ending_a_chunk_and_lf_starting_the_next_are_one_line_end():
+    body = b"data: a\r\n\r\ndata: b\r\n\r\n"
+    for cut in range(1, len(body)):
+        assert decode([body[:cut], body[cut:]]) == reference_decode(body)
+    assert decode([b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]) == [ServerSentEvent("a\nb")]
+
+
+def test_a_character_cut_between_chunks_is_decoded_whole():
+    body = "data: é🎉\n\n".encode()
+    for cut in range(1, len(body)):
+        assert datas(decode([body[:cut], body[cut:]])) == ["é🎉"]

@@ -30,7 +30,7 @@ class Normalizer:
 
     def on_event(self, ev: ServerSentEvent) -> list[Payload]:
         try:
-            obj = json.loads(ev.data)
+            obj = parse_json(ev.data)
         except ValueError as e:
             return [DecodeError(f"{self.name}: {ev.event} event data is not JSON ({e})", ev.at_byte)]
         return self.on_document(obj, ev.at_byte, ev.event)
@@ -58,6 +58,23 @@ class DeferredUsage:
     def flush(self) -> list[Payload]:
         usage, self._usage = self._usage, None
         return [usage] if usage is not None else []
+
+
+# The scanner `json.loads` itself ends in, for a decoder with the default settings.
+_scan_json_value = json.JSONDecoder().scan_once
+
+
+def parse_json(text: str) -> Any:
+    """`json.loads(text)`, without its Python-level wrapping when `text` is exactly one
+    JSON value (as SSE data almost always is). Anything else (surrounding whitespace,
+    a BOM, extra data, invalid JSON) goes to `json.loads`, for its exact answer or error."""
+    try:
+        value, end = _scan_json_value(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return value
 
 
 def as_int(value: Any) -> int | None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..decoders.sse import ServerSentEvent
 from ..events import Frame, Payload
-from .base import Normalizer
+from .base import Normalizer, parse_json
 
 
 class GenericNormalizer(Normalizer):
@@ -15,7 +14,7 @@ class GenericNormalizer(Normalizer):
 
     def on_event(self, ev: ServerSentEvent) -> list[Payload]:
         try:
-            data: Any = json.loads(ev.data)
+            data: Any = parse_json(ev.data)
         except ValueError:
             data = ev.data
         return [Frame(ev.event, data, ev.id)]

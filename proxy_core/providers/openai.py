@@ -76,7 +76,9 @@ class OpenAINormalizer(Normalizer):
             # A streamed chunk has `delta`; a whole completion (stream=false) `message`.
             delta = choice.get("delta") or choice.get("message") or {}
             if isinstance(delta, dict):
-                out += self._chat_delta(index, delta, whole="message" in choice, at_byte=at_byte)
+                self._chat_delta(index, delta, out)
+                if "message" in choice:
+                    out += self._flush_calls(index, at_byte)
             reason = choice.get("finish_reason")
             if isinstance(reason, str) and reason:
                 self._finish.setdefault(index, reason)
@@ -94,8 +96,8 @@ class OpenAINormalizer(Normalizer):
             )
         return out
 
-    def _chat_delta(self, index: int, delta: dict[str, Any], whole: bool, at_byte: int) -> list[Payload]:
-        out: list[Payload] = []
+    def _chat_delta(self, index: int, delta: dict[str, Any], out: list[Payload]) -> None:
+        """Appends the text of one choice's delta to `out`; tool call fragments are kept."""
         # `reasoning_content` and `reasoning` are sent by OpenAI-compatible servers
         # (DeepSeek, vLLM, OpenRouter) that stream reasoning through this format.
         for key in ("reasoning_content", "reasoning"):
@@ -105,7 +107,12 @@ class OpenAINormalizer(Normalizer):
         content = delta.get("content")
         if isinstance(content, str) and content:
             out.append(TextDelta(content, index))
-        for position, fragment in enumerate(delta.get("tool_calls") or ()):
+        fragments = delta.get("tool_calls")
+        if fragments:
+            self._tool_call_fragments(index, fragments)
+
+    def _tool_call_fragments(self, index: int, fragments: Any) -> None:
+        for position, fragment in enumerate(fragments):
             if not isinstance(fragment, dict):
                 continue
             key = self._call_key(index, position, fragment)
@@ -117,9 +124,6 @@ class OpenAINormalizer(Normalizer):
                 arguments = function.get("arguments")
                 if isinstance(arguments, str):
                     call.arguments.append(arguments)
-        if whole:
-            out += self._flush_calls(index, at_byte)
-        return out
 
     def _call_key(self, choice: int, position: int, fragment: dict[str, Any]) -> tuple[int, int | str]:
         """Fragments carry `index`; some OpenAI-compatible servers leave it out and send

@@ -15,6 +15,7 @@ import yaml
 
 from .addons.api_server import is_loopback, parse_listen
 from .addons.routing import parse_connect_to
+from .hub import DEFAULT_MESSAGE_CHARS
 from .routes import DEFAULT_ROUTES, Route, RouteError, make_route
 
 
@@ -33,6 +34,7 @@ class Config:
     api_listen: str | None = None
     api_token: str | None = None
     buffer_events: int = 100_000
+    max_message_chars: int = DEFAULT_MESSAGE_CHARS
     idle_timeout: float = 60
     max_event_bytes: int = 8 * 1024 * 1024
     capture_dir: str | None = None
@@ -78,6 +80,7 @@ class Config:
             "streamtap_api_listen": self.api_listen or "",
             "streamtap_api_token": self.api_token or "",
             "streamtap_buffer_events": self.buffer_events,
+            "streamtap_max_message_chars": self.max_message_chars,
             "streamtap_max_event_bytes": self.max_event_bytes,
             "streamtap_idle_timeout": str(self.idle_timeout),
             "streamtap_capture_dir": self.capture_dir or "",
@@ -92,7 +95,13 @@ SCHEMA: dict[str, Any] = {
     "certs_dir": str,
     "ca": {"name_constraints": bool},
     "api": {"socket": str, "listen": str, "token": str},
-    "capture": {"buffer_events": int, "idle_timeout": (int, float), "max_event_bytes": int, "dir": str},
+    "capture": {
+        "buffer_events": int,
+        "max_message_chars": int,
+        "idle_timeout": (int, float),
+        "max_event_bytes": int,
+        "dir": str,
+    },
     "routes": list,
     "connect_to": dict,
 }
@@ -143,6 +152,10 @@ def config_from_dict(data: Any) -> Config:
     cfg.api_token = api.get("token") or None
     if "buffer_events" in capture:
         cfg.buffer_events = _positive("capture.buffer_events", capture["buffer_events"])
+    if "max_message_chars" in capture:
+        cfg.max_message_chars = capture["max_message_chars"]
+        if cfg.max_message_chars < 0:
+            raise ConfigError("capture.max_message_chars: must be 0 or more")
     if "max_event_bytes" in capture:
         cfg.max_event_bytes = _positive("capture.max_event_bytes", capture["max_event_bytes"])
         if cfg.max_event_bytes < 1024:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MESSAGE_CHARS = 4_000_000  # per stream: far above any model's longest answer
+
 STATE_OF_TERMINAL = {"stream.end": "ended", "stream.abort": "aborted", "stream.error": "error"}
 
 
@@ -56,6 +58,9 @@ class StreamRecord:
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     outcome: dict[str, Any] | None = None
+    message_chars: int = 0  # text and reasoning kept so far
+    message_limit: int = DEFAULT_MESSAGE_CHARS
+    truncated: bool = False  # the message outgrew message_limit; the events still have it all
 
     @property
     def host(self) -> str:
@@ -67,9 +72,9 @@ class StreamRecord:
 
     def absorb(self, payload: Payload) -> None:
         if isinstance(payload, TextDelta):
-            self.text.append(payload.text)
+            self._keep(self.text, payload.text)
         elif isinstance(payload, ReasoningDelta):
-            self.reasoning.append(payload.text)
+            self._keep(self.reasoning, payload.text)
         elif isinstance(payload, ToolCall):
             self.tool_calls.append(payload.fields())
         elif isinstance(payload, Usage):
@@ -79,6 +84,17 @@ class StreamRecord:
             self.outcome = {"type": payload.type, **payload.fields()}
             self.finish_reason = getattr(payload, "finish_reason", None)
 
+    def _keep(self, parts: list[str], text: str) -> None:
+        """The reassembled message is bounded: memory follows the settings, not the
+        length of an answer."""
+        room = self.message_limit - self.message_chars
+        if len(text) > room:
+            self.truncated = True
+            text = text[: max(room, 0)]
+        if text:
+            parts.append(text)
+            self.message_chars += len(text)
+
     def message(self) -> dict[str, Any]:
         return {
             "text": "".join(self.text),
@@ -86,6 +102,7 @@ class StreamRecord:
             "tool_calls": self.tool_calls,
             "usage": self.usage,
             "finish_reason": self.finish_reason,
+            "truncated": self.truncated,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -143,6 +160,7 @@ class Hub:
         self.instance = secrets.token_hex(4)  # tells readers a restarted process from this one
         self.ring = Ring(capacity)
         self.keep_streams = keep_streams
+        self.message_limit = DEFAULT_MESSAGE_CHARS
         self.clock = clock
         self.streams: OrderedDict[str, StreamRecord] = OrderedDict()
         self.metrics = Metrics()
@@ -167,7 +185,8 @@ class Hub:
         self, request: dict[str, Any], response: dict[str, Any], stream_id: str | None = None
     ) -> StreamRecord:
         """A new stream, with its stream.start already published."""
-        record = StreamRecord(stream_id or secrets.token_hex(6), request, response, self.clock())
+        record = StreamRecord(stream_id or secrets.token_hex(6), request, response, self.clock(),
+                              message_limit=self.message_limit)
         self.streams[record.id] = record
         self.publish(record.id, StreamStart(request, response))
         self._trim_streams()

@@ -172,6 +172,7 @@ def test_routes_option(setup):
         ("streamtap_connect_to", ["api.x.com:443"], "expected HOST:PORT=ADDRESS:PORT"),
         ("streamtap_api_listen", "0.0.0.0:9000", "not loopback"),
         ("streamtap_buffer_events", 0, "at least 1"),
+        ("streamtap_max_message_chars", -1, "0 or more"),
         ("streamtap_subscriber_queue", 0, "at least 1"),
         ("streamtap_max_event_bytes", 10, "at least 1024"),
         ("streamtap_idle_timeout", "soon", "a number of seconds"),
@@ -198,3 +199,44 @@ def test_config_file_option_applies_the_file(setup, tmp_path):
     cfg.write_text("routes: 5\n")
     with pytest.raises(exceptions.OptionsError, match="routes: must be a list"):
         tctx.options.update(streamtap_config=str(cfg) + "")
+
+
+def test_a_burst_is_decoded_in_one_batch_and_nothing_waits_past_the_end():
+    """On the proxy's loop, a chunk within COALESCE of the last decode waits to be
+    decoded with the next ones; the timer, the end of the body or an abort flush it."""
+    import asyncio
+
+    from proxy_core.addons.capture import FlowTap
+    from proxy_core.tap import StreamTap
+
+    def delta(text: str) -> bytes:
+        return b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n' % text.encode()
+
+    def texts(hub):
+        return [e.payload.text for e in hub.read(0, 100)[1] if e.type == "text.delta"]
+
+    async def scenario() -> None:
+        hub = Hub()
+        record = hub.open_stream({"host": "h", "provider": "openai"}, {})
+        tap = FlowTap(hub, record, StreamTap("openai", 200, "text/event-stream"))
+        assert tap(delta("a")) == delta("a")  # the first chunk: decoded at once
+        assert texts(hub) == ["a"]
+        for t in "bcd":
+            assert tap(delta(t)) == delta(t)  # forwarded unchanged, decoded soon
+        assert texts(hub) == ["a"]
+        assert await hub.wait(hub.last_offset, timeout=5)  # the timer's batch
+        assert texts(hub) == ["a", "b", "c", "d"]
+        tap(delta("e"))
+        tap(b"")  # the end decodes what waits, before stream.end
+        assert texts(hub) == ["a", "b", "c", "d", "e"]
+        assert hub.read(0, 100)[1][-1].type == "stream.end"
+
+        aborted = hub.open_stream({"host": "h", "provider": "openai"}, {})
+        tap = FlowTap(hub, aborted, StreamTap("openai", 200, "text/event-stream"))
+        tap(delta("x"))
+        tap(delta("y"))
+        tap.abort("client", "client disconnected")  # y arrived whole: it counts
+        kinds = [(e.type, getattr(e.payload, "text", None)) for e in hub.read(0, 100)[1] if e.stream == aborted.id]
+        assert kinds[1:] == [("text.delta", "x"), ("text.delta", "y"), ("stream.abort", None)]
+
+    asyncio.run(scenario())

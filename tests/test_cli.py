@@ -46,6 +46,7 @@ def test_ca_path_and_show_with_certs_dir(tmp_path):
         ("proxy: {listen: 0.0.0.0:8080}\n", "proxy.listen: 0.0.0.0 is not loopback"),
         ("proxy: {listen: nowhere}\n", "proxy.listen: 'nowhere' is not HOST:PORT"),
         ("capture: {buffer_events: -1}\n", "capture.buffer_events: must be greater than 0"),
+        ("capture: {max_message_chars: -1}\n", "capture.max_message_chars: must be 0 or more"),
         ("colour: blue\n", "colour: unknown key"),
         ("api: [1, 2]\n", "api: must be a mapping"),
         ("routes:\n  - {host: 'a.com', path: '([', provider: sse}\n", "routes[0].path: invalid regular expression"),

@@ -46,7 +46,7 @@ def test_reassembled_message():
     hub.publish(s.id, end())
     assert hub.streams[s.id].message() == {
         "text": "Hello", "reasoning": "", "tool_calls": [],
-        "usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}, "finish_reason": "stop",
+        "usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}, "finish_reason": "stop", "truncated": False,
     }
 
 
@@ -186,3 +186,18 @@ def test_health_is_503_once_the_hub_stops(tmp_path):
             server.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_reassembled_message_is_bounded_and_says_so():
+    hub = Hub(clock=lambda: 1.0)
+    hub.message_limit = 10
+    s = hub.open_stream({"host": "h"}, {})
+    for text in ["hello ", "wor", "ld and more"]:
+        hub.publish(s.id, TextDelta(text))
+    hub.publish(s.id, ReasoningDelta("thinking"))
+    message = s.message()
+    assert message["text"] == "hello worl" and message["reasoning"] == ""
+    assert message["truncated"] is True
+    # the events themselves lost nothing
+    texts = [json.loads(e.json).get("text") for e in hub.ring.read(0, 10)]
+    assert texts[1:4] == ["hello ", "wor", "ld and more"]

@@ -14,7 +14,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets, bind_unix_socket
 
 from ..api import make_app
-from ..hub import Hub
+from ..hub import DEFAULT_MESSAGE_CHARS, Hub
 from ..pac import pac_script
 from ..routes import parse_route
 
@@ -71,6 +71,12 @@ class ApiServer:
         )
         loader.add_option("streamtap_buffer_events", int, 100_000, "Events kept in the hub's ring buffer.")
         loader.add_option(
+            "streamtap_max_message_chars",
+            int,
+            DEFAULT_MESSAGE_CHARS,
+            "Characters of text and reasoning kept per stream for its reassembled message (events keep it all).",
+        )
+        loader.add_option(
             "streamtap_subscriber_queue",
             int,
             10_000,
@@ -84,6 +90,10 @@ class ApiServer:
             if ctx.options.streamtap_buffer_events < 1:
                 raise exceptions.OptionsError("streamtap_buffer_events: must be at least 1")
             self.hub.set_capacity(ctx.options.streamtap_buffer_events)
+        if "streamtap_max_message_chars" in updated:
+            if ctx.options.streamtap_max_message_chars < 0:
+                raise exceptions.OptionsError("streamtap_max_message_chars: must be 0 or more")
+            self.hub.message_limit = ctx.options.streamtap_max_message_chars
         if "streamtap_api_listen" in updated or "streamtap_api_token" in updated:
             if ctx.options.streamtap_api_listen:
                 try:

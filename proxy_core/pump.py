@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 BATCH = 1000  # events read from the ring at a time
 BATCH_BYTES = 1 << 20  # and at most this much written before waiting for the reader
 KEEPALIVE = b": keep-alive\n\n"
-# At most one write per reader per this many seconds while events pour in: a reader
-# is never more than this behind the client, and a burst costs one syscall, not one
-# per event. An event after a quiet spell goes out at once.
-COALESCE = 0.001
+# At most one write per reader per this many seconds while events pour in: a burst
+# costs a syscall per half millisecond, not one per event, and adds at most that to
+# the reader's delay. An event after a quiet spell goes out at once.
+COALESCE = 0.0005
 
 
 class EventPump:

@@ -1,4 +1,4 @@
-"""`make bench`: throughput of the per-chunk path, written to docs/benchmarks.md.
+"""The per-chunk path in-process, for `make bench` (tests/bench/__main__.py).
 
 Measures what runs on the proxy's event loop for every chunk: content decoding, SSE
 framing, the OpenAI normalizer and publishing into the hub.
@@ -6,7 +6,6 @@ framing, the OpenAI normalizer and publishing into the hub.
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 
@@ -52,14 +51,12 @@ def measure() -> list[str]:
             rows.append((coding, chunk, len(wire), len(plain) / seconds / 1e6, events / seconds, seconds * 1e6 / events))
             print(f"{coding:8} chunk {chunk:6}: {rows[-1][3]:7.1f} MB/s decoded, {rows[-1][4]:9.0f} events/s", file=sys.stderr)
     lines = [
-        "# Benchmarks",
+        "## The tap path alone",
         "",
-        "`make bench` (tests/bench.py): an OpenAI chat-completions stream of "
-        f"{len(plain) / 1e6:.2f} MB ({REPEAT * 6} text deltas with multibyte text) fed through the",
-        "per-chunk path — content decoding, SSE framing, the OpenAI normalizer and publishing",
-        "into the hub — in fixed-size chunks. Best of 3 runs, one core.",
-        "",
-        f"Machine: {platform.machine()}, Python {platform.python_version()}, {platform.system()}.",
+        "tests/bench/tap_path.py: an OpenAI chat-completions stream of "
+        f"{len(plain) / 1e6:.2f} MB ({REPEAT * 6} text deltas with multibyte text) fed in-process through",
+        "the tap — content decoding, SSE framing, the OpenAI normalizer and publishing into the",
+        "hub (sequencing, the envelope's JSON, the ring) — in fixed-size chunks. Best of 3 runs.",
         "",
         "| encoding | chunk bytes | wire bytes | MB/s (decoded body) | events/s | µs per event |",
         "|---|---|---|---|---|---|",

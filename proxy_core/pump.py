@@ -1,11 +1,14 @@
 """EventPump: feeds one API reader from the hub's ring, as SSE or NDJSON.
 
-The hub calls `pump()` right after the tap publishes a batch, so a following reader
-gets its events in the same turn of the event loop as the proxied client gets the
-bytes, not a turn later. A pump writes only while the reader is draining (the kernel
-took everything written so far); whatever is published meanwhile waits in the ring
-(not in a per-reader queue) and goes out as one batch when the reader has drained. A reader whose
-backlog passes `max_lag` events is cut off with a notice saying where to resume.
+The hub calls `pump()` right after the taps publish a batch (at most once per
+coalescing window while events pour in, see coalesce.py), so a following reader gets
+its events in the same turn of the event loop as the proxied client gets the bytes,
+not a turn later, and a burst costs one write per window, not one per event.
+
+A pump writes only while the reader is draining (the kernel took everything written
+so far); whatever is published meanwhile waits in the ring (not in a per-reader
+queue) and goes out as one batch when the reader has drained. A reader whose backlog
+passes `max_lag` events is cut off with a notice saying where to resume.
 """
 
 from __future__ import annotations
@@ -27,10 +30,6 @@ if TYPE_CHECKING:
 BATCH = 1000  # events read from the ring at a time
 BATCH_BYTES = 1 << 20  # and at most this much written before waiting for the reader
 KEEPALIVE = b": keep-alive\n\n"
-# At most one write per reader per this many seconds while events pour in: a burst
-# costs a syscall per half millisecond, not one per event, and adds at most that to
-# the reader's delay. An event after a quiet spell goes out at once.
-COALESCE = 0.0005
 
 
 class EventPump:
@@ -59,7 +58,6 @@ class EventPump:
         self._stream = handler.request.connection.stream  # type: ignore[attr-defined]
         self._newest_at_flush = 0
         self._ended = False  # the reader got everything it asked for
-        self._timer: asyncio.TimerHandle | None = None
 
     # Called by the hub after publishing, by the handler, and when a flush completes.
     def pump(self) -> None:
@@ -69,21 +67,12 @@ class EventPump:
             if self.follow and self.hub.last_offset - self._newest_at_flush > self.max_lag:
                 self._cut_off()
             return
-        wait = COALESCE - (time.monotonic() - self.last_write)
-        if wait > 0:  # wrote a moment ago: gather what comes meanwhile into one write
-            if self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(wait, self._timed)
-            return
         wrote = self._write_available()
         caught_up = self.cursor >= self.hub.last_offset
         if self._ended or (caught_up and (self.hub.closed or not self.follow)):
             self._finish()
         elif wrote:
             self._flush()
-
-    def _timed(self) -> None:
-        self._timer = None
-        self.pump()
 
     def write_notice(self, notice: dict, offset: int) -> None:
         self._write(dumps(notice), offset)
@@ -96,8 +85,6 @@ class EventPump:
 
     def close(self) -> None:
         """The reader went away."""
-        if self._timer is not None:
-            self._timer.cancel()
         if not self.done.done():
             self.done.set_result(None)
 

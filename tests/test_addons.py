@@ -202,11 +202,12 @@ def test_config_file_option_applies_the_file(setup, tmp_path):
 
 
 def test_a_burst_is_decoded_in_one_batch_and_nothing_waits_past_the_end():
-    """On the proxy's loop, a chunk within COALESCE of the last decode waits to be
-    decoded with the next ones; the timer, the end of the body or an abort flush it."""
+    """On the proxy's loop, a chunk within the window of the last decoding run waits to
+    be decoded with the next ones; the timer, the end of the body or an abort flush it."""
     import asyncio
 
     from proxy_core.addons.capture import FlowTap
+    from proxy_core.coalesce import Coalescer
     from proxy_core.tap import StreamTap
 
     def delta(text: str) -> bytes:
@@ -217,8 +218,9 @@ def test_a_burst_is_decoded_in_one_batch_and_nothing_waits_past_the_end():
 
     async def scenario() -> None:
         hub = Hub()
+        coalescer = Coalescer(hub.deliver, window=0.05)
         record = hub.open_stream({"host": "h", "provider": "openai"}, {})
-        tap = FlowTap(hub, record, StreamTap("openai", 200, "text/event-stream"))
+        tap = FlowTap(hub, record, StreamTap("openai", 200, "text/event-stream"), coalescer)
         assert tap(delta("a")) == delta("a")  # the first chunk: decoded at once
         assert texts(hub) == ["a"]
         for t in "bcd":
@@ -232,11 +234,48 @@ def test_a_burst_is_decoded_in_one_batch_and_nothing_waits_past_the_end():
         assert hub.read(0, 100)[1][-1].type == "stream.end"
 
         aborted = hub.open_stream({"host": "h", "provider": "openai"}, {})
-        tap = FlowTap(hub, aborted, StreamTap("openai", 200, "text/event-stream"))
+        tap = FlowTap(hub, aborted, StreamTap("openai", 200, "text/event-stream"), coalescer)
         tap(delta("x"))
         tap(delta("y"))
         tap.abort("client", "client disconnected")  # y arrived whole: it counts
         kinds = [(e.type, getattr(e.payload, "text", None)) for e in hub.read(0, 100)[1] if e.stream == aborted.id]
         assert kinds[1:] == [("text.delta", "x"), ("text.delta", "y"), ("stream.abort", None)]
+
+    asyncio.run(scenario())
+
+
+def test_one_stream_s_chunk_after_the_window_decodes_every_stream_waiting():
+    """Chunks of all streams wait together: the next chunk after the window, whichever
+    stream it belongs to, decodes them all, and the readers get them in one go."""
+    import asyncio
+    import time
+
+    from proxy_core.coalesce import Coalescer
+
+    decoded: list[str] = []
+    deliveries: list[list[str]] = []
+
+    class Tap:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def decode_pending(self, started: float | None = None) -> None:
+            decoded.append(self.name)
+
+    async def scenario() -> None:
+        coalescer = Coalescer(lambda: deliveries.append(list(decoded)), window=1.0)
+        a, b = Tap("a"), Tap("b")
+        now = time.perf_counter() + 10
+        coalescer.add(a, now)  # long after the last run: decoded at once
+        assert deliveries == [["a"]]
+        coalescer.add(a, now + 0.1)  # within the window: both wait
+        coalescer.add(b, now + 0.2)
+        assert decoded == ["a"]
+        coalescer.add(b, now + 1.5)  # past the window: everything waiting, one delivery
+        assert decoded == ["a", "a", "b"] and deliveries == [["a"], ["a", "a", "b"]]
+        coalescer.add(a, now + 1.6)
+        coalescer.discard(a)  # its body ended and it decoded itself
+        coalescer.run()
+        assert decoded == ["a", "a", "b"] and len(deliveries) == 2
 
     asyncio.run(scenario())

@@ -11,6 +11,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import asyncio_utils
 
+from ..coalesce import Coalescer
 from ..decoders.sse import DEFAULT_MAX_EVENT_BYTES
 from ..events import DecodeError, StreamAbort, StreamStall
 from ..flowinfo import aborted_by, request_info, response_info
@@ -21,22 +22,18 @@ from .routing import ROUTE
 logger = logging.getLogger(__name__)
 
 TAPPED = "streamtap.tap"
-COALESCE = 0.001  # seconds a chunk may wait to be decoded with the ones after it
 
 
 class FlowTap:
     """The callable mitmproxy streams the response body through.
 
     Returns every chunk unchanged, at once, and never raises: an exception here would
-    break mitmproxy's handler for the connection and leave the client hanging.
-
-    Decoding is coalesced: a chunk that comes within COALESCE seconds of the last
-    decode waits (at most that long) to be decoded with the ones after it. A provider
-    sending tokens one by one gets each decoded at once; a burst of small chunks is
-    decoded a batch at a time, which costs the proxy less per event.
+    break mitmproxy's handler for the connection and leave the client hanging. The
+    chunk is decoded at once, or a moment later with others when a Coalescer is given
+    (see coalesce.py); the end of the body and an abort decode what waits first.
     """
 
-    def __init__(self, hub: Hub, record: StreamRecord, tap: StreamTap) -> None:
+    def __init__(self, hub: Hub, record: StreamRecord, tap: StreamTap, coalescer: Coalescer | None = None) -> None:
         self.hub = hub
         self.record = record
         self.tap = tap
@@ -44,12 +41,7 @@ class FlowTap:
         self.last_bytes = time.perf_counter()  # one clock for stalls, coalescing and tap timing
         self.stalled = False
         self._pending: list[bytes] = []
-        self._last_decode = 0.0
-        self._due: asyncio.TimerHandle | None = None
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # driven by hand (tests): decode every chunk at once
-            self._loop = None
+        self._coalescer = coalescer
 
     def __call__(self, chunk: bytes) -> bytes:
         now = self.last_bytes = time.perf_counter()
@@ -58,31 +50,27 @@ class FlowTap:
             self.finish()
         elif not self.finished:
             self._pending.append(chunk)
-            wait = COALESCE - (now - self._last_decode)
-            if wait <= 0 or self._loop is None:
+            if self._coalescer is None:
                 self.decode_pending(now)
-            elif self._due is None:
-                self._due = self._loop.call_later(wait, self.decode_pending)
+            else:
+                self._coalescer.add(self, now)
         return chunk
 
     def decode_pending(self, started: float | None = None) -> None:
-        """Decode and publish the chunks waiting, as one batch."""
-        if self._due is not None:
-            self._due.cancel()
-            self._due = None
+        """Decode and publish the chunks waiting, as one batch. Handing the events to
+        the API readers is the caller's (the Coalescer does it once for all streams)."""
         if not self._pending:
             return
         if started is None:
             started = time.perf_counter()
-        self._last_decode = started
         pending, self._pending = self._pending, []
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         body_before = self.tap.body_bytes
         try:
-            self.publish(self.tap.feed(data))
+            self.publish(self.tap.feed(data), deliver=False)
         except Exception as e:  # pragma: no cover - defence in depth
             logger.exception("streamtap: tap failed for stream %s", self.record.id)
-            self.publish([DecodeError(f"internal error: {e!r}", self.tap.wire_bytes)])
+            self.publish([DecodeError(f"internal error: {e!r}", self.tap.wire_bytes)], deliver=False)
         metrics = self.hub.metrics
         metrics.wire_bytes += len(data)
         metrics.body_bytes += self.tap.body_bytes - body_before
@@ -92,7 +80,7 @@ class FlowTap:
         """The body ended: flush the decoders and publish the terminal event."""
         if self.finished:
             return
-        self.decode_pending()
+        self._decode_now()
         self.finished = True
         try:
             self.publish(self.tap.close())
@@ -109,7 +97,7 @@ class FlowTap:
     def abort(self, by: str, message: str) -> None:
         if self.finished:
             return
-        self.decode_pending()  # whole events that arrived before the abort still count
+        self._decode_now()  # whole events that arrived before the abort still count
         if self.tap.complete:
             # e.g. the openai SDK closes its connection as soon as it reads [DONE]:
             # the answer was whole, so the stream ended, it was not aborted.
@@ -120,18 +108,24 @@ class FlowTap:
         totals = self.tap.totals(self.record.next_seq + 1)
         self.publish([StreamAbort(by, message, totals)])
 
-    def publish(self, payloads: list[Any]) -> None:
+    def publish(self, payloads: list[Any], deliver: bool = True) -> None:
         hub = self.hub
         for payload in payloads:
             hub.publish(self.record.id, payload)
-        if payloads and hub.pumps:
+        if deliver and payloads and hub.pumps:
             hub.deliver()  # readers get the events now, as the client gets the bytes
+
+    def _decode_now(self) -> None:
+        if self._coalescer is not None:
+            self._coalescer.discard(self)
+        self.decode_pending()
 
 
 class StreamCapture:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._taps: weakref.WeakSet[FlowTap] = weakref.WeakSet()
+        self.coalescer = Coalescer(hub.deliver, window=0.0005)
         self._stall_watch: asyncio.Task | None = None
         self.idle_timeout = 60.0
 
@@ -186,7 +180,7 @@ class StreamCapture:
             response.headers.get("content-encoding"),
             ctx.options.streamtap_max_event_bytes,
         )
-        flow_tap = FlowTap(self.hub, record, tap)
+        flow_tap = FlowTap(self.hub, record, tap, self.coalescer)
         flow.metadata[TAPPED] = flow_tap
         self._taps.add(flow_tap)
         response.stream = flow_tap

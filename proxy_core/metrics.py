@@ -54,7 +54,7 @@ class Metrics:
         ):
             family(name, kind, help_text)
             out.append(f"{name} {value}")
-        family("streamtap_tap_seconds", "histogram", "Time spent decoding and publishing per batch of chunks (one stream, one coalescing run).")
+        family("streamtap_tap_seconds", "histogram", "Time spent decoding and publishing one stream's batch of chunks.")
         cumulative = 0
         for bound, count in zip((*TAP_BUCKETS, float("inf")), self.tap_buckets, strict=True):
             cumulative += count

@@ -168,3 +168,15 @@ def test_a_character_cut_between_chunks_is_decoded_whole():
     body = "data: é🎉\n\n".encode()
     for cut in range(1, len(body)):
         assert datas(decode([body[:cut], body[cut:]])) == ["é🎉"]
+
+
+def test_an_absurd_retry_is_ignored_not_an_error():
+    events = SSEDecoder().feed(b"retry: " + b"9" * 5000 + b"\ndata: x\n\n")
+    assert [(e.data, e.retry) for e in events] == [("x", None)]
+
+
+@given(chunkings(b"\xef\xbb\xbfdata: " + b"x" * 1010 + b"\n\ndata: y\n\n"))
+def test_a_bom_does_not_count_toward_the_event_size_limit_at_any_chunking(chunks):
+    decoder = SSEDecoder(max_event_bytes=1017)  # the first line and its LF: exactly 1017 bytes
+    events = [e for c in chunks for e in decoder.feed(c)] + decoder.close()
+    assert [e.data for e in events if isinstance(e, ServerSentEvent)] == ["x" * 1010, "y"]

@@ -82,7 +82,8 @@ class SSEDecoder:
                 self._lines(pieces[0:-1:2], [len(sep) for sep in pieces[1::2]], at, out)
             del buf[:end]
             self._buf_at += end
-        if len(buf) + self._event_bytes > self.max_event_bytes and not self._skipping:
+        partial = len(buf) - (len(_BOM) if self._first_line and buf.startswith(_BOM) else 0)  # a BOM is no data
+        if partial + self._event_bytes > self.max_event_bytes and not self._skipping:
             out.append(self._oversized(self._buf_at))
         if self._skipping and buf:
             # Memory stays bounded: the rest of an oversized line is never kept.
@@ -154,7 +155,7 @@ class SSEDecoder:
             if b"\0" not in value:
                 self._last_id = value.decode("utf-8", errors="replace")
         elif name == b"retry":
-            if value.isdigit():  # ASCII digits only, as for bytes
+            if value.isdigit() and len(value) <= 18:  # ASCII digits; beyond 18, not a delay anyone means
                 self._retry = int(value)
 
     def _dispatch(self, out: list[ServerSentEvent | DecodeError]) -> None:

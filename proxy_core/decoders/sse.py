@@ -16,7 +16,7 @@ skipped, and decoding goes on with the next one.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..events import DecodeError
 
@@ -28,8 +28,10 @@ _COLON = 0x3A
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
+class ServerSentEvent(NamedTuple):
+    """One dispatched event. A tuple: one is made per event, and it is the cheapest
+    immutable record."""
+
     data: str
     event: str = "message"
     id: str | None = None

@@ -16,13 +16,16 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+DEFAULT_DECODE_WINDOW = 0.0005  # seconds; docs/benchmarks.md shows what it trades
+MAX_DECODE_WINDOW = 0.1  # beyond this, readers would lag visibly
+
 
 class Decodes(Protocol):
     def decode_pending(self, started: float | None = None) -> None: ...
 
 
 class Coalescer:
-    def __init__(self, deliver: Callable[[], None], window: float = 0.001) -> None:
+    def __init__(self, deliver: Callable[[], None], window: float = DEFAULT_DECODE_WINDOW) -> None:
         self.window = window
         self._deliver = deliver  # hands what was published to the readers
         self._waiting: dict[Decodes, None] = {}  # insertion-ordered: streams in arrival order

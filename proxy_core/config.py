@@ -15,6 +15,7 @@ import yaml
 
 from .addons.api_server import is_loopback, parse_listen
 from .addons.routing import parse_connect_to
+from .coalesce import DEFAULT_DECODE_WINDOW, MAX_DECODE_WINDOW
 from .hub import DEFAULT_MESSAGE_CHARS
 from .routes import DEFAULT_ROUTES, Route, RouteError, make_route
 
@@ -36,6 +37,7 @@ class Config:
     buffer_events: int = 100_000
     max_message_chars: int = DEFAULT_MESSAGE_CHARS
     idle_timeout: float = 60
+    decode_window: float = DEFAULT_DECODE_WINDOW
     max_event_bytes: int = 8 * 1024 * 1024
     capture_dir: str | None = None
     routes: list[Route] = field(default_factory=lambda: [make_route(**r) for r in DEFAULT_ROUTES])
@@ -83,6 +85,7 @@ class Config:
             "streamtap_max_message_chars": self.max_message_chars,
             "streamtap_max_event_bytes": self.max_event_bytes,
             "streamtap_idle_timeout": str(self.idle_timeout),
+            "streamtap_decode_window": str(self.decode_window),
             "streamtap_capture_dir": self.capture_dir or "",
             "streamtap_routes": [r.spec() for r in self.routes],
             "streamtap_connect_to": [f"{k}={v}" for k, v in self.connect_to.items()],
@@ -99,6 +102,7 @@ SCHEMA: dict[str, Any] = {
         "buffer_events": int,
         "max_message_chars": int,
         "idle_timeout": (int, float),
+        "decode_window": (int, float),
         "max_event_bytes": int,
         "dir": str,
     },
@@ -162,6 +166,10 @@ def config_from_dict(data: Any) -> Config:
             raise ConfigError("capture.max_event_bytes: must be at least 1024")
     if "idle_timeout" in capture:
         cfg.idle_timeout = _positive("capture.idle_timeout", capture["idle_timeout"])
+    if "decode_window" in capture:
+        cfg.decode_window = capture["decode_window"]
+        if not 0 <= cfg.decode_window <= MAX_DECODE_WINDOW:
+            raise ConfigError(f"capture.decode_window: must be between 0 and {MAX_DECODE_WINDOW} seconds")
     cfg.capture_dir = capture.get("dir") or None
     if "routes" in data:
         cfg.routes, cfg.via = _routes(data["routes"])

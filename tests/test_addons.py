@@ -176,6 +176,8 @@ def test_routes_option(setup):
         ("streamtap_subscriber_queue", 0, "at least 1"),
         ("streamtap_max_event_bytes", 10, "at least 1024"),
         ("streamtap_idle_timeout", "soon", "a number of seconds"),
+        ("streamtap_decode_window", "soon", "a number of seconds from 0 to 0.1"),
+        ("streamtap_decode_window", "1", "a number of seconds from 0 to 0.1"),
         ("streamtap_idle_timeout", "-1", "a number of seconds"),
         ("streamtap_capture_max_age", 0, "at least 1"),
         ("streamtap_upstream_proxies", ["socks5://127.0.0.1:1080"], "not an http:// or https:// proxy URL"),
@@ -279,3 +281,12 @@ def test_one_stream_s_chunk_after_the_window_decodes_every_stream_waiting():
         assert decoded == ["a", "a", "b"] and len(deliveries) == 2
 
     asyncio.run(scenario())
+
+
+def test_decode_window_option_sets_the_coalescer(setup):
+    hub, routing, capture, tctx = setup
+    assert capture.coalescer.window == 0.0005
+    tctx.configure(capture, streamtap_decode_window="0.002")
+    assert capture.coalescer.window == 0.002
+    tctx.configure(capture, streamtap_decode_window="0")  # every chunk decoded at once
+    assert capture.coalescer.window == 0

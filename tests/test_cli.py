@@ -47,6 +47,7 @@ def test_ca_path_and_show_with_certs_dir(tmp_path):
         ("proxy: {listen: nowhere}\n", "proxy.listen: 'nowhere' is not HOST:PORT"),
         ("capture: {buffer_events: -1}\n", "capture.buffer_events: must be greater than 0"),
         ("capture: {max_message_chars: -1}\n", "capture.max_message_chars: must be 0 or more"),
+        ("capture: {decode_window: 2}\n", "capture.decode_window: must be between 0 and 0.1 seconds"),
         ("colour: blue\n", "colour: unknown key"),
         ("api: [1, 2]\n", "api: must be a mapping"),
         ("routes:\n  - {host: 'a.com', path: '([', provider: sse}\n", "routes[0].path: invalid regular expression"),

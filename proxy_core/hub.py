@@ -227,7 +227,12 @@ class Hub:
         after each batch, so readers get events in the same loop turn as the client."""
         self._delivery_due = False
         for pump in list(self.pumps):
-            pump.pump()
+            try:
+                pump.pump()
+            except Exception:  # this runs inside the proxy's stream callback: never raise there
+                logger.exception("streamtap: an API reader failed; closing it")
+                self.pumps.discard(pump)
+                pump.close()
 
     def forget_finished(self) -> int:
         gone = [sid for sid, r in self.streams.items() if not r.active]

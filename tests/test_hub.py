@@ -201,3 +201,27 @@ def test_the_reassembled_message_is_bounded_and_says_so():
     # the events themselves lost nothing
     texts = [json.loads(e.json).get("text") for e in hub.ring.read(0, 10)]
     assert texts[1:4] == ["hello ", "wor", "ld and more"]
+
+
+def test_a_failing_reader_is_dropped_and_never_reaches_the_publisher():
+    class Broken:
+        closed = False
+
+        def pump(self) -> None:
+            raise RuntimeError("boom")
+
+        def close(self) -> None:
+            self.closed = True
+
+    class Fine:
+        pumped = 0
+
+        def pump(self) -> None:
+            self.pumped += 1
+
+    hub = Hub()
+    broken, fine = Broken(), Fine()
+    hub.pumps.update({broken, fine})
+    hub.deliver()  # no exception
+    assert broken.closed and broken not in hub.pumps
+    assert fine.pumped == 1 and fine in hub.pumps

@@ -152,9 +152,11 @@ class EventStreamMixin(BaseHandler):
             self.hub.pumps.add(pump)
             pump.pump()
             while not pump.done.done():
-                await asyncio.wait({pump.done}, timeout=KEEPALIVE_SECONDS)
-                if time.monotonic() - pump.last_write >= KEEPALIVE_SECONDS:
+                quiet = time.monotonic() - pump.last_write
+                if quiet >= KEEPALIVE_SECONDS:
                     pump.keepalive()
+                    quiet = 0.0
+                await asyncio.wait({pump.done}, timeout=KEEPALIVE_SECONDS - quiet)
         except tornado.iostream.StreamClosedError:
             return
         finally:

@@ -54,7 +54,7 @@ class EventPump:
         self.max_lag = max_lag
         self.until_end_of = until_end_of
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.last_write = 0.0  # monotonic time of the last write
+        self.last_write = time.monotonic()  # of the last write (the headers, at first)
         self._stream = handler.request.connection.stream  # type: ignore[attr-defined]
         self._newest_at_flush = 0
         self._ended = False  # the reader got everything it asked for

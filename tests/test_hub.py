@@ -225,3 +225,53 @@ def test_a_failing_reader_is_dropped_and_never_reaches_the_publisher():
     hub.deliver()  # no exception
     assert broken.closed and broken not in hub.pumps
     assert fine.pumped == 1 and fine in hub.pumps
+
+
+def test_a_follower_gets_a_batch_in_the_same_loop_turn_and_keepalives_when_quiet(tmp_path, monkeypatch):
+    """Hub.deliver() writes to a following reader's socket before the loop turns again,
+    and a quiet follower still hears from the server every KEEPALIVE_SECONDS."""
+    import socket
+
+    from proxy_core import api
+    from proxy_core.addons.api_server import ApiHTTPServer, bind_private_unix_socket
+
+    monkeypatch.setattr(api, "KEEPALIVE_SECONDS", 0.3)
+    path = str(tmp_path / "api.sock")
+
+    async def until(condition, what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 5
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        hub = Hub()
+        server = ApiHTTPServer(api.make_app(hub))
+        server.add_socket(bind_private_unix_socket(tmp_path / "api.sock"))
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(path)
+        client.setblocking(False)
+        received = bytearray()
+
+        def read() -> bytes:
+            try:
+                received.extend(client.recv(65536))
+            except BlockingIOError:
+                pass
+            return bytes(received)
+
+        try:
+            client.send(b"GET /v1/events?since=now HTTP/1.1\r\nHost: streamtap\r\n\r\n")
+            await until(lambda: hub.pumps and b"\r\n\r\n" in read(), "the follower to be connected")
+            received.clear()
+            record = hub.open_stream({"host": "h"}, {})
+            hub.publish(record.id, TextDelta("now"))
+            hub.deliver()
+            assert b'"text":"now"' in read()  # no await since the publish: same turn
+            received.clear()
+            await until(lambda: b": keep-alive" in read(), "a keep-alive")
+        finally:
+            client.close()
+            server.stop()
+
+    asyncio.run(scenario())

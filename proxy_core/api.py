@@ -207,7 +207,7 @@ class EventsHandler(EventStreamMixin):
             return (
                 (stream is None or env.stream == stream)
                 and (host is None or env.host == host)
-                and (not types or env.payload.type in types)
+                and (not types or env.type in types)
             )
 
         await self.send_events(after, match, follow)
@@ -254,11 +254,11 @@ class NextStreamHandler(EventStreamMixin):
             _, batch = self.hub.read(cursor, BATCH)
             for env in batch:
                 cursor = env.offset
-                if env.payload.type != "stream.start":
+                if env.type != "stream.start":
                     continue
-                request = env.payload.request  # type: ignore[attr-defined]
+                record = self.hub.streams.get(env.stream)
+                request = record.request if record else env.to_dict()["request"]
                 if (host is None or request.get("host") == host) and (tag is None or request.get("tag") == tag):
-                    record = self.hub.streams.get(env.stream)
                     summary = record.summary() if record else {"id": env.stream, "request": request}
                     self.write_json(summary)
                     return

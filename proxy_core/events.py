@@ -169,36 +169,43 @@ class StreamError(Payload):
 
 
 class Envelope(NamedTuple):
-    """A payload placed in the hub: the unit subscribers receive. Immutable, and a
-    tuple because one is made per event: a frozen dataclass costs four times as much."""
+    """A payload placed in the hub: the unit subscribers receive.
+
+    The event is kept once, as its JSON (encoded once, shared by every subscriber),
+    beside the few fields readers filter on; the payload object is not kept. The ring
+    then holds one flat tuple and one bytes object per event, which halves its memory
+    and what the garbage collector has to walk. A tuple because one is made per event:
+    a frozen dataclass costs four times as much.
+    """
 
     offset: int
     stream: str
     seq: int
     time: float
-    payload: Payload
-    host: str = ""  # for filtering; not part of the JSON form
-    json: bytes = b""
+    type: str
+    terminal: bool
+    host: str  # for filtering; not part of the JSON form
+    json: bytes
 
     @property
-    def type(self) -> str:
-        return self.payload.type
+    def payload(self) -> Payload:
+        """The payload, rebuilt from the JSON: for the rare reader that wants the object."""
+        return payload_from_dict(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        return _envelope_dict(self.offset, self.stream, self.seq, self.time, self.payload)
+        return json.loads(self.json)
 
     @classmethod
     def make(
         cls, offset: int, stream: str, seq: int, time: float, payload: Payload, host: str = ""
     ) -> Envelope:
-        # Encoded once here; every subscriber shares the bytes.
         encoded = _fast_envelope_json(offset, stream, seq, time, payload)
         if encoded is None:
-            encoded = dumps(_envelope_dict(offset, stream, seq, time, payload))
-        return cls(offset, stream, seq, time, payload, host, encoded)
+            encoded = dumps(envelope_dict(offset, stream, seq, time, payload))
+        return cls(offset, stream, seq, time, payload.type, payload.terminal, host, encoded)
 
 
-def _envelope_dict(offset: int, stream: str, seq: int, time: float, payload: Payload) -> dict[str, Any]:
+def envelope_dict(offset: int, stream: str, seq: int, time: float, payload: Payload) -> dict[str, Any]:
     return {
         "offset": offset,
         "stream": stream,
@@ -210,7 +217,7 @@ def _envelope_dict(offset: int, stream: str, seq: int, time: float, payload: Pay
 
 
 def _fast_envelope_json(offset: Any, stream: Any, seq: Any, time: Any, payload: Payload) -> bytes | None:
-    """`dumps(_envelope_dict(...))` for a payload with `fields_json`, or None."""
+    """`dumps(envelope_dict(...))` for a payload with `fields_json`, or None."""
     members = payload.fields_json()
     if members is None or not (
         type(offset) is int and type(seq) is int and type(stream) is str and type(time) is float

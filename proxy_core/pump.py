@@ -106,7 +106,7 @@ class EventPump:
             self._write(env.json, env.offset)
             size += len(env.json)
             wrote = True
-            if self.until_end_of is not None and env.payload.terminal and env.stream == self.until_end_of:
+            if self.until_end_of is not None and env.terminal and env.stream == self.until_end_of:
                 self._ended = True
                 break
             if size > BATCH_BYTES:

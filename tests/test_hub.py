@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy_core.events import Envelope, ReasoningDelta, StreamEnd, TextDelta, Usage, dumps
+from proxy_core.events import Envelope, ReasoningDelta, StreamEnd, TextDelta, Usage, dumps, envelope_dict
 from proxy_core.hub import Hub, Ring
 
 
@@ -124,8 +124,8 @@ def test_event_json_is_encoded_once_with_all_fields():
 ANY_TEXT = st.text(st.one_of(st.characters(exclude_categories=()), st.sampled_from('"\\\x00\x1f\x7f\ud800\udfffé')))
 
 
-def generic_json(env: Envelope) -> bytes:
-    return dumps(env.to_dict())
+def generic_json(offset, stream, seq, time, payload) -> bytes:
+    return dumps(envelope_dict(offset, stream, seq, time, payload))
 
 
 def made_json(*args) -> bytes:
@@ -143,15 +143,14 @@ def made_json(*args) -> bytes:
 )
 def test_hand_encoded_deltas_are_byte_identical_to_the_generic_encoder(kind, text, index, offset, stream, seq, time):
     payload = kind(text, index)
-    env = Envelope(offset, stream, seq, time, payload)
-    assert made_json(offset, stream, seq, time, payload) == generic_json(env)
+    assert made_json(offset, stream, seq, time, payload) == generic_json(offset, stream, seq, time, payload)
 
 
 @pytest.mark.parametrize("text", ['"quoted" \\ back\nslash', "\x00\x1f\x7f", "\u2028\u2029", "é 🎉 日本", ""])
 @pytest.mark.parametrize("time", [1763776000.123456, 12.5, 1e22, 1e-7, 0.0])
 def test_hand_encoded_delta_pinned(text, time):
     env = Envelope.make(3, "s\"1", 2, time, TextDelta(text, 1))
-    assert env.json == dumps(env.to_dict())
+    assert env.json == generic_json(3, "s\"1", 2, time, TextDelta(text, 1))
 
 
 def test_a_lone_surrogate_is_escaped_and_survives_the_round_trip():
@@ -164,7 +163,7 @@ def test_a_lone_surrogate_is_escaped_and_survives_the_round_trip():
 @pytest.mark.parametrize("time", [float("nan"), float("inf"), 7])
 def test_unusual_times_take_the_generic_encoder(time):
     env = Envelope.make(1, "s", 0, time, TextDelta("x"))
-    assert env.json == dumps(env.to_dict())
+    assert env.json == generic_json(1, "s", 0, time, TextDelta("x"))
 
 
 def test_health_is_503_once_the_hub_stops(tmp_path):
@@ -275,3 +274,15 @@ def test_a_follower_gets_a_batch_in_the_same_loop_turn_and_keepalives_when_quiet
             server.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_envelope_keeps_the_event_once_as_json_and_rebuilds_the_payload():
+    hub = Hub(clock=lambda: 2.5)
+    s = hub.open_stream({"host": "h"}, {})
+    env = hub.publish(s.id, TextDelta("hé", 1))
+    assert env is not None
+    assert (env.type, env.terminal, env.host) == ("text.delta", False, "h")
+    assert env.payload == TextDelta("hé", 1)
+    assert env.to_dict() == {"offset": 2, "stream": s.id, "seq": 1, "type": "text.delta", "time": 2.5,
+                             "text": "hé", "index": 1}
+    assert not any(isinstance(field, TextDelta) for field in env)  # the object itself is not kept

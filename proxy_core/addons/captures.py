@@ -96,7 +96,7 @@ class CaptureWriter:
         f.handle.write(line)
         f.size += len(line)
         self.written += 1
-        if env.payload.terminal:
+        if env.terminal:
             f.handle.close()
             del self.files[env.stream]
 

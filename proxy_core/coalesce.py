@@ -21,7 +21,7 @@ MAX_DECODE_WINDOW = 0.1  # beyond this, readers would lag visibly
 
 
 class Decodes(Protocol):
-    def decode_pending(self, started: float | None = None) -> None: ...
+    def decode_pending(self) -> None: ...
 
 
 class Coalescer:
@@ -57,6 +57,6 @@ class Coalescer:
             now = time.perf_counter()
         self._last_run = now
         for tap in waiting:
-            tap.decode_pending(now)
+            tap.decode_pending()
         if waiting:
             self._deliver()

@@ -169,7 +169,8 @@ class Hub:
         self.closed = False
         self._waiters: list[asyncio.Future[None]] = []
         self.pumps: set[EventPump] = set()  # following API readers, fed by deliver()
-        self._delivery_due = False
+        self._undelivered = False  # published since the last deliver()
+        self._delivery_scheduled = False
 
     @property
     def last_offset(self) -> int:
@@ -216,16 +217,17 @@ class Hub:
             self.metrics.streams[(record.request.get("provider", ""), payload.type.removeprefix("stream."))] += 1
         if self._waiters:  # the common case, once per event: nobody to wake
             self._wake()
-        if self.pumps and not self._delivery_due:
+        self._undelivered = True
+        if self.pumps and not self._delivery_scheduled:
             # Publishers that do not call deliver() themselves are served next turn.
-            self._delivery_due = True
-            asyncio.get_running_loop().call_soon(self.deliver)
+            self._delivery_scheduled = True
+            asyncio.get_running_loop().call_soon(self._deliver_if_due)
         return env
 
     def deliver(self) -> None:
         """Hand what was published to the following readers now. The tap calls this
         after each batch, so readers get events in the same loop turn as the client."""
-        self._delivery_due = False
+        self._undelivered = False
         for pump in list(self.pumps):
             try:
                 pump.pump()
@@ -233,6 +235,11 @@ class Hub:
                 logger.exception("streamtap: an API reader failed; closing it")
                 self.pumps.discard(pump)
                 pump.close()
+
+    def _deliver_if_due(self) -> None:
+        self._delivery_scheduled = False
+        if self._undelivered:  # else the taps delivered it already, this turn
+            self.deliver()
 
     def forget_finished(self) -> int:
         gone = [sid for sid, r in self.streams.items() if not r.active]

@@ -28,3 +28,11 @@ def chunkings(draw, data: bytes) -> list[bytes]:
 
 def one_byte_at_a_time(data: bytes) -> list[bytes]:
     return [data[i : i + 1] for i in range(len(data))]
+
+
+def feed_all(decoder, chunks: list[bytes]) -> list:
+    """Everything a sans-IO decoder (feed/close) makes of `chunks`."""
+    out = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    return out + decoder.close()

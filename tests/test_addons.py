@@ -261,7 +261,7 @@ def test_one_stream_s_chunk_after_the_window_decodes_every_stream_waiting():
         def __init__(self, name: str) -> None:
             self.name = name
 
-        def decode_pending(self, started: float | None = None) -> None:
+        def decode_pending(self) -> None:
             decoded.append(self.name)
 
     async def scenario() -> None:

@@ -286,3 +286,28 @@ def test_an_envelope_keeps_the_event_once_as_json_and_rebuilds_the_payload():
     assert env.to_dict() == {"offset": 2, "stream": s.id, "seq": 1, "type": "text.delta", "time": 2.5,
                              "text": "hé", "index": 1}
     assert not any(isinstance(field, TextDelta) for field in env)  # the object itself is not kept
+
+
+def test_what_the_taps_delivered_is_not_delivered_again_next_turn():
+    class Counting:
+        pumped = 0
+
+        def pump(self) -> None:
+            self.pumped += 1
+
+        def close(self) -> None:
+            pass
+
+    async def scenario() -> None:
+        hub = Hub()
+        reader = Counting()
+        hub.pumps.add(reader)
+        s = hub.open_stream({"host": "h"}, {})  # no deliver() by this publisher: served next turn
+        await asyncio.sleep(0)
+        assert reader.pumped == 1
+        hub.publish(s.id, TextDelta("a"))
+        hub.deliver()  # as the coalescer does after its run
+        await asyncio.sleep(0)  # the safety-net call finds nothing new
+        assert reader.pumped == 2
+
+    asyncio.run(scenario())

@@ -13,7 +13,7 @@ from proxy_core.decoders.ndjson import NDJSONDecoder
 from proxy_core.events import DecodeError, Frame, StreamError, TextDelta, ToolCall
 from proxy_core.providers.base import parse_json
 
-from .conftest import chunkings, one_byte_at_a_time
+from .conftest import chunkings, feed_all, one_byte_at_a_time
 from .support import fixtures
 from .support.fixtures import ENCODINGS, encode
 from .test_openai import assert_matches, run_tap
@@ -115,11 +115,7 @@ TRICKY = (
 
 
 def read_all(chunks: list[bytes], **kw) -> list:
-    d = JsonStreamDecoder(**kw)
-    out = []
-    for c in chunks:
-        out += d.feed(c)
-    return out + d.close()
+    return feed_all(JsonStreamDecoder(**kw), chunks)
 
 
 def test_json_reader_values():

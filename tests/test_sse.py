@@ -8,15 +8,11 @@ from hypothesis import strategies as st
 from proxy_core.decoders.sse import ServerSentEvent, SSEDecoder
 from proxy_core.events import DecodeError
 
-from .conftest import chunkings, one_byte_at_a_time
+from .conftest import chunkings, feed_all, one_byte_at_a_time
 
 
 def decode(chunks: list[bytes], **kwargs) -> list:
-    decoder = SSEDecoder(**kwargs)
-    out = []
-    for chunk in chunks:
-        out += decoder.feed(chunk)
-    return out + decoder.close()
+    return feed_all(SSEDecoder(**kwargs), chunks)
 
 
 def datas(events: list) -> list[str]:
@@ -177,6 +173,5 @@ def test_an_absurd_retry_is_ignored_not_an_error():
 
 @given(chunkings(b"\xef\xbb\xbfdata: " + b"x" * 1010 + b"\n\ndata: y\n\n"))
 def test_a_bom_does_not_count_toward_the_event_size_limit_at_any_chunking(chunks):
-    decoder = SSEDecoder(max_event_bytes=1017)  # the first line and its LF: exactly 1017 bytes
-    events = [e for c in chunks for e in decoder.feed(c)] + decoder.close()
+    events = decode(chunks, max_event_bytes=1017)  # the first line and its LF: exactly 1017 bytes
     assert [e.data for e in events if isinstance(e, ServerSentEvent)] == ["x" * 1010, "y"]

@@ -51,18 +51,17 @@ class FlowTap:
         elif not self.finished:
             self._pending.append(chunk)
             if self._coalescer is None:
-                self.decode_pending(now)
+                self.decode_pending()
             else:
                 self._coalescer.add(self, now)
         return chunk
 
-    def decode_pending(self, started: float | None = None) -> None:
+    def decode_pending(self) -> None:
         """Decode and publish the chunks waiting, as one batch. Handing the events to
         the API readers is the caller's (the Coalescer does it once for all streams)."""
         if not self._pending:
             return
-        if started is None:
-            started = time.perf_counter()
+        started = time.perf_counter()  # its own clock: a run decodes several streams in turn
         pending, self._pending = self._pending, []
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         body_before = self.tap.body_bytes

@@ -64,3 +64,12 @@ def test_unknown_coding_is_refused():
 def test_identity_and_empty_headers():
     assert decode_all("identity", [b"x"]) == b"x"
     assert decode_all("", [b"x"]) == b"x"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "zstd"])
+@given(data=st.data())
+def test_any_chunking_of_several_members_or_frames(coding, data):
+    # A cut may fall exactly on a frame boundary, or a chunk may end one frame and
+    # start the next.
+    wire = encode(PLAIN[:700], coding) + encode(PLAIN[700:], coding) + encode(b"!", coding)
+    assert decode_all(coding, data.draw(chunkings(wire))) == PLAIN + b"!"

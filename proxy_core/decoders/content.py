@@ -7,11 +7,18 @@ Every decoder has the same two calls, so they stack: `decode(data) -> bytes` and
 
 from __future__ import annotations
 
+import sys
 import zlib
 from typing import Protocol
 
 import brotli
-import zstandard
+
+# One zstd binding, the one mitmproxy uses: the standard library's from Python 3.14,
+# its backport before.
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 
 class ContentDecodingError(Exception):
@@ -126,8 +133,7 @@ class ZstdDecoder:
     """zstd, including several frames one after another (RFC 8878 3)."""
 
     def __init__(self) -> None:
-        self._dctx = zstandard.ZstdDecompressor()
-        self._obj = self._dctx.decompressobj()
+        self._obj = zstd.ZstdDecompressor()
         self._in_frame = False
 
     def decode(self, data: bytes) -> bytes:
@@ -140,8 +146,8 @@ class ZstdDecoder:
                     break
                 self._in_frame = False
                 data = self._obj.unused_data
-                self._obj = self._dctx.decompressobj()
-        except zstandard.ZstdError as e:
+                self._obj = zstd.ZstdDecompressor()
+        except zstd.ZstdError as e:
             raise ContentDecodingError(f"zstd: {e}") from None
         return b"".join(out)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import brotli
-import zstandard
+from mitmproxy.net import encoding as mitmproxy_encoding
 
 # Multibyte text, emoji (a surrogate pair when \u-escaped), JSON escapes and a newline.
 ANSWER_PARTS = [
@@ -165,7 +165,8 @@ def encode(body: bytes, coding: str) -> bytes:
         elif c == "br":
             body = brotli.compress(body)
         elif c == "zstd":
-            body = zstandard.ZstdCompressor().compress(body)
+            # mitmproxy's own encoder: not the code path our decoder uses.
+            body = mitmproxy_encoding.encode(body, "zstd")
         elif c != "identity":
             raise ValueError(c)
     return body

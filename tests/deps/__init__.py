@@ -1,0 +1,1 @@
+"""Checks of the project's declared dependencies (make lint, make check-deps)."""

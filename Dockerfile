@@ -11,9 +11,12 @@ RUN useradd --create-home --uid 10001 streamtap \
 
 WORKDIR /app
 COPY setup.cfg pyproject.toml README.md ./
+COPY requirements/runtime.lock ./requirements/
+# The locked, tested set (hash-checked), then streamtap itself without resolving again.
+RUN pip install --no-cache-dir --require-hashes -r requirements/runtime.lock
 COPY proxy_core ./proxy_core
 COPY addons ./addons
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps . \
  && rm -rf /root/.cache
 
 USER streamtap

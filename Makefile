@@ -4,6 +4,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
+# pytest-xdist processes for make test; 0 runs the tests in pytest's own process.
+WORKERS ?= auto
 LOCKS   := requirements/runtime.lock requirements/dev.lock requirements/bootstrap.lock
 UV      := $(BIN)/uv
 
@@ -32,7 +34,7 @@ UV_COMPILE = $(UV) pip compile --quiet --universal --python-version 3.12 \
 	--python $(BIN)/python --generate-hashes --no-cache \
 	--index-url https://pypi.org/simple --custom-compile-command "make lock"
 
-.PHONY: install run test test-fast bench lint lock upgrade check-deps clean
+.PHONY: install run test test-fast bench lint lock upgrade check-deps check-deps-lowest clean
 
 install: $(STAMP)
 
@@ -50,11 +52,11 @@ run: $(STAMP)
 	$(BIN)/streamtap run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(WORKERS) $(ARGS)
 
 # The suite without the end-to-end tests (real processes): for the second interpreter.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m 'not e2e' $(ARGS)
+	$(BIN)/python -m pytest -q -n $(WORKERS) -m 'not e2e' $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench docs/benchmarks.md
@@ -85,6 +87,17 @@ upgrade:
 # `streamtap run` up to a healthy /healthz.
 check-deps:
 	@$(NEED_PYTHON); "$$py" -m tests.deps.fresh_install
+
+# Are the lower bounds true? The lowest version setup.cfg allows of every direct
+# dependency (the test extra's too), in a venv of its own, and the whole suite on it.
+LOWEST := build/venv-lowest
+check-deps-lowest: $(STAMP)
+	@$(NEED_PYTHON); rm -rf $(LOWEST); $(UV) venv --quiet --python "$$py" $(LOWEST)
+	$(UV) pip compile --quiet --resolution lowest-direct --python $(LOWEST)/bin/python --no-cache \
+	  --index-url https://pypi.org/simple setup.cfg --extra test -o build/lowest.txt
+	$(UV) pip sync --quiet --python $(LOWEST)/bin/python build/lowest.txt
+	$(UV) pip install --quiet --python $(LOWEST)/bin/python --no-deps -e .
+	$(LOWEST)/bin/python -m pytest -q -n $(WORKERS) -p no:cacheprovider $(ARGS)
 
 clean:
 	rm -rf $(VENV) run build *.egg-info .pytest_cache .hypothesis

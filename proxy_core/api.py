@@ -17,7 +17,7 @@ import tornado.web
 
 from . import __version__
 from .events import Envelope, dumps, restart_event
-from .hub import Hub
+from .hub import Hub, StreamRecord
 from .pump import BATCH, EventPump
 from .webpage import PAGE
 
@@ -131,16 +131,17 @@ class EventStreamMixin(BaseHandler):
         return since
 
     async def send_events(
-        self, after: int, match: Callable[[Envelope], bool], follow: bool, until_end_of: str | None = None
+        self, after: int, match: Callable[[Envelope], bool], follow: bool, stream: StreamRecord | None = None
     ) -> None:
         """Events with offset > `after`, then (when following) live ones, fed by an
-        EventPump (see pump.py) that the hub drives as it publishes."""
+        EventPump (see pump.py) that the hub drives as it publishes. With `stream`, only
+        that stream's events, read through its index, up to its terminal event."""
         ndjson = self.wants_ndjson()
         self.set_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")
         pump = self._pump = EventPump(self, self.hub, after, match, follow=follow, ndjson=ndjson,
-                                      max_lag=self.max_lag, until_end_of=until_end_of)
+                                      max_lag=self.max_lag, stream=stream)
         self.hub.subscribers += 1
         try:
             if after > self.hub.last_offset:
@@ -210,7 +211,10 @@ class EventsHandler(EventStreamMixin):
                 and (not types or env.type in types)
             )
 
-        await self.send_events(after, match, follow)
+        # A stream the hub still knows is read through its index; one it forgot (or
+        # never had) by scanning the ring.
+        record = self.hub.streams.get(stream) if stream is not None else None
+        await self.send_events(after, match, follow, stream=record)
 
 
 class StreamsHandler(BaseHandler):
@@ -278,7 +282,7 @@ class StreamEventsHandler(EventStreamMixin):
         has_resume = "Last-Event-ID" in self.request.headers or self.get_query_argument("since", None)
         after = self.resume_point() if has_resume else record.first_offset - 1
         follow = self.bool_arg("follow", True)
-        await self.send_events(after, lambda env: env.stream == stream_id, follow, until_end_of=stream_id)
+        await self.send_events(after, lambda env: env.stream == stream_id, follow, stream=record)
 
 
 class PageHandler(BaseHandler):

@@ -4,7 +4,9 @@ Every payload enters through `publish`, which gives it the stream's next `seq` a
 next hub-wide `offset` (1, 2, 3 ...). Events live in a fixed-size ring indexed by
 offset, so a reader at any offset is served in O(1) and a slow reader costs the proxy
 nothing: it simply finds, when it comes back, that the ring has moved past it, and is
-told so with a `gap`. Publishing never waits and never allocates per subscriber.
+told so with a `gap`. Each stream also keeps the offsets of its own events (an
+OffsetIndex), so reading one stream costs that stream's events, not the ring's.
+Publishing never waits and never allocates per subscriber.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import asyncio
 import logging
 import secrets
 import time
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +43,42 @@ DEFAULT_MESSAGE_CHARS = 4_000_000  # per stream: far above any model's longest a
 STATE_OF_TERMINAL = {"stream.end": "ended", "stream.abort": "aborted", "stream.error": "error"}
 
 
+class OffsetIndex:
+    """The ring offsets of one stream's events, oldest first. The ring's evictions drop
+    them from the front, so the index never holds more than the ring does."""
+
+    __slots__ = ("_offsets", "_head", "dropped_through")
+
+    def __init__(self) -> None:
+        self._offsets = array("q")
+        self._head = 0  # entries before this one were evicted
+        self.dropped_through = 0  # the newest evicted offset of this stream (0: none)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - self._head
+
+    def append(self, offset: int) -> None:
+        self._offsets.append(offset)
+
+    def drop_through(self, offset: int) -> None:
+        offsets, head = self._offsets, self._head
+        while head < len(offsets) and offsets[head] <= offset:
+            self.dropped_through = offsets[head]
+            head += 1
+        if head > 1024 and 2 * head > len(offsets):  # compact now and then: amortized O(1)
+            del offsets[:head]
+            head = 0
+        self._head = head
+
+    def after(self, offset: int, limit: int) -> list[int]:
+        """Up to `limit` offsets greater than `offset`, oldest first."""
+        start = bisect_right(self._offsets, offset, self._head)
+        return self._offsets[start : start + limit].tolist()
+
+    def count_after(self, offset: int) -> int:
+        return len(self._offsets) - bisect_right(self._offsets, offset, self._head)
+
+
 @dataclass(slots=True)
 class StreamRecord:
     """One response being (or having been) captured, and its reassembled message."""
@@ -61,6 +101,7 @@ class StreamRecord:
     message_chars: int = 0  # text and reasoning kept so far
     message_limit: int = DEFAULT_MESSAGE_CHARS
     truncated: bool = False  # the message outgrew message_limit; the events still have it all
+    index: OffsetIndex = field(default_factory=OffsetIndex)  # where its events are in the ring
 
     @property
     def host(self) -> str:
@@ -134,9 +175,17 @@ class Ring:
     def oldest(self) -> int:
         return max(1, self.last - self.capacity + 1)
 
-    def append(self, env: Envelope) -> None:
+    def append(self, env: Envelope) -> Envelope | None:
+        """Store `env`; the event it pushed out of the ring, if any."""
+        slot = env.offset % self.capacity
+        evicted = self._slots[slot]
+        self._slots[slot] = env
         self.last = env.offset
-        self._slots[env.offset % self.capacity] = env
+        return evicted
+
+    def at(self, offset: int) -> Envelope:
+        """The event at `offset`, which must be between `oldest` and `last`."""
+        return self._slots[offset % self.capacity]  # type: ignore[return-value]
 
     def read(self, after: int, limit: int) -> list[Envelope]:
         start = max(after + 1, self.oldest)
@@ -205,11 +254,14 @@ class Hub:
         if not record.first_offset:
             record.first_offset = offset
         record.last_offset = offset
+        record.index.append(offset)
         record.absorb(payload)
         terminal = payload.terminal
         if terminal:
             record.ended = env.time
-        self.ring.append(env)
+        evicted = self.ring.append(env)
+        if evicted is not None and (owner := self.streams.get(evicted.stream)) is not None:
+            owner.index.drop_through(evicted.offset)
         for sink in self.sinks:
             sink(env)
         self.metrics.events[payload.type] += 1
@@ -268,6 +320,22 @@ class Hub:
         oldest = self.ring.oldest
         gap = (after + 1, oldest - 1) if self.ring.last and after + 1 < oldest else None
         return gap, self.ring.read(after, limit)
+
+    def read_stream(
+        self, record: StreamRecord, after: int, limit: int = 1000
+    ) -> tuple[tuple[int, int] | None, list[Envelope]]:
+        """`read` for one stream, through its index: the cost is that stream's events,
+        whatever the ring holds. A gap is reported only when this stream lost events."""
+        offsets = record.index.after(after, limit)
+        lost_through = record.index.dropped_through
+        # After a resize (or once the record is forgotten) the index may still name
+        # offsets the ring has dropped: those are lost too.
+        kept = bisect_left(offsets, self.ring.oldest)
+        if kept:
+            lost_through = max(lost_through, offsets[kept - 1])
+            offsets = offsets[kept:]
+        gap = (after + 1, lost_through) if lost_through > after else None
+        return gap, [self.ring.at(o) for o in offsets]
 
     async def wait(self, after: int, timeout: float | None = None) -> bool:
         """Wait until an event past `after` exists (True) or the timeout passes (False)."""

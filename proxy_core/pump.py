@@ -9,6 +9,12 @@ A pump writes only while the reader is draining (the kernel took everything writ
 so far); whatever is published meanwhile waits in the ring (not in a per-reader
 queue) and goes out as one batch when the reader has drained. A reader whose backlog
 passes `max_lag` events is cut off with a notice saying where to resume.
+
+A reader of one stream reads through that stream's index (Hub.read_stream); any other
+filter scans the ring. Either way a pump() that stops before the reader has caught up
+always leaves something that calls it again: the flush of what it wrote, or, when a
+stretch of the ring held nothing that matched, the next loop turn. Nothing else may
+end a reader's turn, or a filtered reader would wait for a publish that never comes.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from .events import Envelope, cutoff_event, dumps, gap_event
 if TYPE_CHECKING:
     import tornado.web
 
-    from .hub import Hub
+    from .hub import Hub, StreamRecord
 
 BATCH = 1000  # events read from the ring at a time
 BATCH_BYTES = 1 << 20  # and at most this much written before waiting for the reader
+SCAN_PER_TURN = 20 * BATCH  # ring events a filtered reader looks at before the loop turns
 KEEPALIVE = b": keep-alive\n\n"
 
 
@@ -43,7 +50,7 @@ class EventPump:
         follow: bool,
         ndjson: bool,
         max_lag: int,
-        until_end_of: str | None = None,
+        stream: StreamRecord | None = None,
     ) -> None:
         self.handler = handler
         self.hub = hub
@@ -52,8 +59,9 @@ class EventPump:
         self.follow = follow
         self.ndjson = ndjson
         self.max_lag = max_lag
-        self.until_end_of = until_end_of
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.stream = stream  # read only this stream, through its index, up to its terminal event
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self._loop.create_future()
         self.last_write = time.monotonic()  # of the last write (the headers, at first)
         self._stream = handler.request.connection.stream  # type: ignore[attr-defined]
         self._newest_at_flush = 0
@@ -64,15 +72,19 @@ class EventPump:
         if self.done.done():
             return
         if self._stream.writing():  # the kernel has not taken the last batch yet
-            if self.follow and self.hub.last_offset - self._newest_at_flush > self.max_lag:
+            if self.follow and self._backlog_since(self._newest_at_flush) > self.max_lag:
                 self._cut_off()
-            return
+            return  # the flush's completion pumps again
         wrote = self._write_available()
-        caught_up = self.cursor >= self.hub.last_offset
-        if self._ended or (caught_up and (self.hub.closed or not self.follow)):
+        caught_up = self.cursor >= self._newest()
+        # A stream whose terminal event went by in a gap has ended all the same.
+        stream_over = self.stream is not None and not self.stream.active
+        if self._ended or (caught_up and (self.hub.closed or not self.follow or stream_over)):
             self._finish()
         elif wrote:
-            self._flush()
+            self._flush()  # its completion pumps again
+        elif not caught_up:
+            self._loop.call_soon(self.pump)  # a stretch with nothing that matched
 
     def write_notice(self, notice: dict, offset: int) -> None:
         self._write(dumps(notice), offset)
@@ -90,27 +102,43 @@ class EventPump:
 
     # -------------------------------------------------------------------------------
 
+    def _newest(self) -> int:
+        """The newest offset this reader could be given."""
+        return self.stream.last_offset if self.stream is not None else self.hub.last_offset
+
+    def _backlog_since(self, offset: int) -> int:
+        if self.stream is not None:
+            return self.stream.index.count_after(offset)
+        return self.hub.last_offset - offset
+
+    def _read(self) -> tuple[tuple[int, int] | None, list[Envelope]]:
+        if self.stream is not None:
+            return self.hub.read_stream(self.stream, self.cursor, BATCH)
+        return self.hub.read(self.cursor, BATCH)
+
     def _write_available(self) -> bool:
-        gap, batch = self.hub.read(self.cursor, BATCH)
+        """Write what matches, up to BATCH_BYTES, scanning at most SCAN_PER_TURN events."""
         wrote = False
-        if gap is not None:
-            self._write(dumps(gap_event(*gap, self.hub.clock())), gap[1])
-            self.hub.metrics.gaps += 1
-            self.cursor = gap[1]
-            wrote = True
-        size = 0
-        for env in batch:
-            self.cursor = env.offset
-            if not self.match(env):
-                continue
-            self._write(env.json, env.offset)
-            size += len(env.json)
-            wrote = True
-            if self.until_end_of is not None and env.terminal and env.stream == self.until_end_of:
-                self._ended = True
-                break
-            if size > BATCH_BYTES:
-                break
+        size = scanned = 0
+        while scanned < SCAN_PER_TURN and size <= BATCH_BYTES and self.cursor < self._newest():
+            gap, batch = self._read()
+            if gap is not None:
+                self._write(dumps(gap_event(*gap, self.hub.clock())), gap[1])
+                self.hub.metrics.gaps += 1
+                self.cursor = max(self.cursor, gap[1])
+                wrote = True
+            scanned += len(batch) or 1
+            for env in batch:
+                self.cursor = env.offset
+                if self.match(env):
+                    self._write(env.json, env.offset)
+                    size += len(env.json)
+                    wrote = True
+                if self.stream is not None and env.terminal:  # even one the filter skips
+                    self._ended = True
+                    return wrote
+                if size > BATCH_BYTES:
+                    break
         return wrote
 
     def _write(self, data: bytes, offset: int) -> None:
@@ -120,7 +148,7 @@ class EventPump:
             self.handler.write(b"id: %d\ndata: %s\n\n" % (offset, data))
 
     def _flush(self) -> None:
-        self._newest_at_flush = self.hub.last_offset
+        self._newest_at_flush = self._newest()
         self.last_write = time.monotonic()
         try:
             flushed = self.handler.flush()
@@ -138,7 +166,7 @@ class EventPump:
         self.pump()  # what was published meanwhile, or the rest of the history
 
     def _cut_off(self) -> None:
-        lag = self.hub.last_offset - self.cursor
+        lag = self._backlog_since(self.cursor)
         self.write_notice(cutoff_event(self.cursor, lag, self.hub.clock()), self.cursor)
         self.hub.metrics.cutoffs += 1
         self._finish()

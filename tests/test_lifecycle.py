@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 CHAT = fixtures.openai_chat_text()
 LONG = fixtures.openai_chat_text(parts=fixtures.ANSWER_PARTS * 40)  # 240 deltas
+STRESS = fixtures.openai_chat_text(parts=[f"{p} #{i}" for i in range(83) for p in fixtures.ANSWER_PARTS][:500])
 HOST = "api.openai.com"
 URL = f"https://{HOST}/v1/chat/completions"
 
@@ -43,6 +44,8 @@ def scenario(request: Request) -> Reply:
         return Reply(chunks=pieces(CHAT.body, 64))
     if name == "long":
         return Reply(chunks=pieces(LONG.body, 4096))
+    if name == "stress":  # one network write per SSE event, as providers flush each token
+        return Reply(chunks=[e + b"\n\n" for e in STRESS.body.split(b"\n\n") if e])
     if name == "slow":
         return Reply(chunks=pieces(CHAT.body), delay=0.004)
     if name == "pause":
@@ -406,3 +409,41 @@ def test_an_offset_from_an_earlier_run_restarts_the_reader(world):
     events = list(follow_events(world["sock"], since=newest + 1000, follow="false"))
     assert events[0]["type"] == "restart" and events[0]["last_offset_seen"] == newest + 1000
     assert [e["offset"] for e in events[1:]] == list(range(1, newest + 1))
+
+
+def test_sixteen_concurrent_long_streams_replay_complete_through_both_endpoints(world):
+    """16 clients at once, 500 deltas each, one write per event; afterwards every stream
+    replays whole, and closes, through /v1/streams/{id}/events and /v1/events?stream=."""
+    tags = [tag() for _ in range(16)]
+    bodies: dict[str, bytes] = {}
+
+    def client(t: str) -> None:
+        with http(world) as c:
+            bodies[t] = post(c, t, "stress").content
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in tags]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert all(bodies.get(t) == STRESS.body for t in tags)  # every client got its bytes intact
+    for t in tags:
+        live = world["log"].stream_of(t)
+        sid = live[0]["stream"]
+        assert text_of(live) == STRESS.text
+        for path in (f"/v1/streams/{sid}/events", f"/v1/events?stream={sid}&since=0&follow=0"):
+            replayed = [json.loads(line) for line in _ndjson(world["sock"], path)]
+            assert replayed == live, path  # every event, once, in order, ending with the terminal one
+            assert replayed[-1]["type"] == "stream.end"
+
+
+def _ndjson(sock: str, path: str) -> list[bytes]:
+    """The whole NDJSON body of GET `path`: returns only once the server ends it."""
+    conn = UnixHTTPConnection(sock, timeout=20)
+    try:
+        conn.request("GET", path, headers={"Accept": "application/x-ndjson"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return [line for line in resp.read().split(b"\n") if line]
+    finally:
+        conn.close()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..support.pki import make_pki
-from . import tap_path
+from . import replay, tap_path
 from .upstream import big_body
 
 BIN = Path(sys.executable).parent
@@ -351,7 +351,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
     parser.add_argument("--profile", type=Path, help="run the proxies under cProfile, writing .prof files here")
     parser.add_argument("--no-reader", action="store_true", help="no API reader (what the readers cost)")
-    parser.add_argument("--no-tap-path", action="store_true", help="skip the in-process tap path figures")
+    parser.add_argument("--no-tap-path", action="store_true", help="skip the in-process figures (tap path, replay)")
     args = parser.parse_args()
     os.sched_setaffinity(0, LOAD_CPUS)
     workloads = [w for w in WORKLOADS if not args.only or w.key in args.only.split(",")]
@@ -359,7 +359,7 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
-    tap_lines = [] if args.no_tap_path else tap_path.measure()
+    tap_lines = [] if args.no_tap_path else [*tap_path.measure(), "", *replay.measure()]
     samples: dict[tuple[str, str], list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="streamtap-bench-pki-") as tmp:
         pki = make_pki(Path(tmp), ["localhost", "127.0.0.2"])

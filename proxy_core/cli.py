@@ -188,7 +188,8 @@ async def _run(cfg: Config, setoptions: list[str], ca_cert: Path, log_format: st
     loop_name = "uvloop" if "uvloop" in {c.__module__.split(".")[0] for c in type(loop).__mro__} else "asyncio"
     logging.getLogger("streamtap").info(f"streamtap: event loop {loop_name}")
     await master.run()
-    return 0
+    api = master.addons.get("apiserver")
+    return 1 if api is not None and api.failed else 0  # it logged why, in one line
 
 
 def _banner(cfg: Config, ca_cert: Path) -> str:

@@ -5,12 +5,15 @@ an unrouted host shows the browser its own certificate."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -88,11 +91,75 @@ class DevTools:
         return result["result"].get("value")
 
 
+def pac_script(proxy_port: int, dead_port: int) -> str:
+    """Only the test's hosts go through streamtap; loopback goes direct; anything else
+    Chromium asks for by itself (sign-in, update and time checks, which the --disable
+    flags do not all stop) goes to a loopback port that refuses, so that no request of
+    the browser leaves the machine or makes streamtap look a name up."""
+    return f"""function FindProxyForURL(url, host) {{
+  if (host === "127.0.0.1" || host === "localhost") return "DIRECT";
+  if (host === "{ROUTED}" || host === "{UNROUTED}") return "PROXY 127.0.0.1:{proxy_port}";
+  return "PROXY 127.0.0.1:{dead_port}";
+}}"""
+
+
+class Chromium:
+    """A headless Chromium whose stderr is read all along (a full pipe would stall it),
+    and which is ready once it prints where its DevTools endpoint listens."""
+
+    def __init__(self, args: list[str], env: dict[str, str], timeout: float = 60) -> None:
+        self.lines: list[str] = []
+        self.ws_url: str | None = None
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen([CHROMIUM, *args], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        self._ready.wait(timeout)
+        if self.ws_url is None:
+            self.stop()
+            raise RuntimeError("chromium did not start:\n" + "\n".join(self.lines[-50:]))
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if self.ws_url is None and (m := re.search(r"DevTools listening on (ws://\S+)", line)):
+                self.ws_url = m.group(1)
+                self._ready.set()
+        self._ready.set()  # it exited
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def events_status(socket_path: str) -> tuple[int, str]:
+    """What GET /v1/events answers (history only, not following)."""
+    from proxy_core.client import UnixHTTPConnection
+
+    conn = UnixHTTPConnection(socket_path, timeout=10)
+    try:
+        conn.request("GET", "/v1/events?since=0&follow=0", headers={"Accept": "application/x-ndjson"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="module")
 def browser_world(tmp_path_factory):
     work = tmp_path_factory.mktemp("browser")
     pki = make_pki(work / "pki", [ROUTED, UNROUTED])
-    with Upstream(pki, serve) as upstream:
+    # Bound, never listening: a connection to it is refused at once, and no one else
+    # can take the port while the browser runs.
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    with dead, Upstream(pki, serve) as upstream:
         proc = StreamtapProcess(
             ["--certs", str(work / "certs"), "--api-socket", str(work / "api.sock"),
              "--route", f"{ROUTED}:^/v1/chat=openai", "--api-listen", "127.0.0.1:0",
@@ -101,39 +168,51 @@ def browser_world(tmp_path_factory):
              "--set", f"streamtap_connect_to={UNROUTED}:443=127.0.0.1:{upstream.port}"],
             cwd=work,
         )
-        home = work / "home"
-        nssdb = home / ".pki" / "nssdb"
-        nssdb.mkdir(parents=True)
-        certutil = ["certutil", "-d", f"sql:{nssdb}"]
-        subprocess.run([*certutil, "-N", "--empty-password"], check=True)
-        subprocess.run([*certutil, "-A", "-n", "streamtap", "-t", "C,,", "-i",
-                        str(work / "certs" / "mitmproxy-ca-cert.pem")], check=True)
-        # The unrouted host's own CA, so that the browser can load it directly.
-        subprocess.run([*certutil, "-A", "-n", "upstream", "-t", "C,,", "-i", str(pki.ca_cert)], check=True)
-        chrome = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-features=DnsOverHttps", f"--user-data-dir={work / 'profile'}",
-             f"--proxy-server={proc.proxy_url}", "--remote-debugging-port=0", "about:blank"],
-            env={**os.environ, "HOME": str(home)}, stderr=subprocess.PIPE, text=True,
-        )
+        chrome = None
         try:
-            ws_url = None
-            assert chrome.stderr is not None
-            deadline = time.monotonic() + 60
-            while ws_url is None and time.monotonic() < deadline:
-                line = chrome.stderr.readline()
-                if not line:
-                    break
-                if m := re.search(r"DevTools listening on (ws://\S+)", line):
-                    ws_url = m.group(1)
-            assert ws_url, "chromium did not start"
-            yield {"proc": proc, "devtools": DevTools(ws_url), "log": EventLog(str(work / "api.sock"), since=0),
-                   "log_socket": str(work / "api.sock")}
+            # Both tests that follow the events need the API to serve them: if it does
+            # not, say so now, with what streamtap logged, not after two timeouts.
+            status, body = events_status(str(work / "api.sock"))
+            assert status == 200, f"GET /v1/events: {status} {body}\n" + proc.output
+            home = work / "home"
+            nssdb = home / ".pki" / "nssdb"
+            nssdb.mkdir(parents=True)
+            certutil = ["certutil", "-d", f"sql:{nssdb}"]
+            subprocess.run([*certutil, "-N", "--empty-password"], check=True)
+            subprocess.run([*certutil, "-A", "-n", "streamtap", "-t", "C,,", "-i",
+                            str(work / "certs" / "mitmproxy-ca-cert.pem")], check=True)
+            # The unrouted host's own CA, so that the browser can load it directly.
+            subprocess.run([*certutil, "-A", "-n", "upstream", "-t", "C,,", "-i", str(pki.ca_cert)], check=True)
+            assert proc.proxy_port
+            pac = base64.b64encode(pac_script(proc.proxy_port, dead.getsockname()[1]).encode()).decode()
+            chrome = Chromium(
+                ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-features=DnsOverHttps", f"--user-data-dir={work / 'profile'}",
+                 f"--proxy-pac-url=data:application/x-ns-proxy-autoconfig;base64,{pac}",
+                 # Chromium looks names up even for proxied requests (to estimate the
+                 # network's quality): answer it here, not with the resolver's traffic.
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                 "--remote-debugging-port=0", "about:blank"],
+                env={**os.environ, "HOME": str(home)},
+            )
+            assert chrome.ws_url
+            yield {"proc": proc, "chrome": chrome, "devtools": DevTools(chrome.ws_url),
+                   "log": EventLog(str(work / "api.sock"), since=0), "log_socket": str(work / "api.sock")}
         finally:
-            chrome.terminate()
-            chrome.wait(15)
+            if chrome is not None:
+                chrome.stop()
             proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def logs_of_each_test(browser_world):
+    """What streamtap and Chromium logged during the test: pytest shows it if it fails."""
+    proc, chrome = browser_world["proc"], browser_world["chrome"]
+    since_proc, since_chrome = len(proc.lines), len(chrome.lines)
+    yield
+    print("--- streamtap ---", *proc.lines[since_proc:], sep="\n")
+    print("--- chromium ---", *chrome.lines[since_chrome:], sep="\n")
 
 
 def open_page(devtools: DevTools, url: str) -> str:

@@ -57,7 +57,9 @@ class ApiServer:
         self.hub = hub
         self.servers: list[HTTPServer] = []
         self.socket_path: Path | None = None
+        self._socket_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket we made
         self.is_running = False
+        self.failed: str | None = None  # why the API could not start; the proxy then stops
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -111,7 +113,14 @@ class ApiServer:
 
     async def running(self) -> None:
         self.is_running = True
-        self.start()
+        try:
+            self.start()
+        except OSError as e:
+            # One line, not a traceback; and a proxy nobody can read events from is not
+            # worth keeping up.
+            self.failed = f"cannot serve the API: {e}"
+            logger.error(f"streamtap: {self.failed}")
+            ctx.master.shutdown()
 
     async def done(self) -> None:
         # Readers first get everything published so far (the proxy's final aborts
@@ -120,12 +129,21 @@ class ApiServer:
         self.stop()
 
     def start(self) -> None:
+        try:
+            self._start()
+        except OSError:
+            self.stop()  # release what was bound before the failure, and only that
+            raise
+
+    def _start(self) -> None:
         if path := ctx.options.streamtap_api_socket:
+            sock = bind_private_unix_socket(Path(path))
             self.socket_path = Path(path)
+            self._socket_identity = _identity(self.socket_path)
             app = make_app(self.hub, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac,
                            readiness=self.readiness)
             server = ApiHTTPServer(app)
-            server.add_socket(bind_private_unix_socket(self.socket_path))
+            server.add_socket(sock)
             self.servers.append(server)
             logger.info(f"streamtap API listening at unix:{path}")
         if listen := ctx.options.streamtap_api_listen:
@@ -135,7 +153,10 @@ class ApiServer:
                 make_app(self.hub, token=token, max_lag=ctx.options.streamtap_subscriber_queue, pac=self.pac,
                          readiness=self.readiness)
             )
-            sockets = bind_sockets(port, host)
+            try:
+                sockets = bind_sockets(port, host)
+            except OSError as e:
+                raise OSError(f"--api-listen {listen}: {e.strerror or e}") from None
             server.add_sockets(sockets)
             self.servers.append(server)
             bound = sockets[0].getsockname()
@@ -171,8 +192,18 @@ class ApiServer:
             server.stop()
         self.servers = []
         if self.socket_path is not None:
-            self.socket_path.unlink(missing_ok=True)
-            self.socket_path = None
+            # Only the socket this instance made: another may have taken the path since.
+            if _identity(self.socket_path) == self._socket_identity:
+                self.socket_path.unlink(missing_ok=True)
+            self.socket_path = self._socket_identity = None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def bind_private_unix_socket(path: Path) -> socket.socket:
@@ -187,7 +218,8 @@ def bind_private_unix_socket(path: Path) -> socket.socket:
         except OSError:
             path.unlink()  # stale: left by a process that did not shut down
         else:
-            raise OSError(f"another process is serving on {path}")
+            raise OSError(f"another process is serving on {path} (a streamtap already running? "
+                          "stop it, or give this one --api-socket PATH)")
         finally:
             probe.close()
     old_umask = os.umask(0o177)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mitmproxy import contentviews, http
+from mitmproxy import contentviews, ctx, http
 from mitmproxy.contentviews import Contentview, Metadata
 
-from .addons.capture import TAPPED
-from .addons.routing import ROUTE, default_route_specs
+from .addons.capture import STREAM_ID
+from .addons.routing import PROVIDER, default_route_specs
 from .hub import StreamRecord
 from .routes import RouteTable, parse_route
 from .tap import StreamTap
@@ -24,10 +24,21 @@ from .tap import StreamTap
 _DEFAULT_ROUTES = RouteTable([parse_route(s) for s in default_route_specs()])
 
 
-def _route(flow: Any):
+def _provider(flow: Any) -> str | None:
     if not isinstance(flow, http.HTTPFlow):
         return None
-    return flow.metadata.get(ROUTE) or _DEFAULT_ROUTES.match(flow.request.pretty_host, flow.request.path)
+    if provider := flow.metadata.get(PROVIDER):
+        return provider
+    route = _DEFAULT_ROUTES.match(flow.request.pretty_host, flow.request.path)
+    return route.provider if route is not None else None
+
+
+def _captured(flow: http.HTTPFlow) -> StreamRecord | None:
+    """The hub's record of this flow's stream, when the capture addon of this process
+    streamed it."""
+    capture = ctx.master.addons.get("streamcapture") if getattr(ctx, "master", None) else None
+    stream_id = flow.metadata.get(STREAM_ID)
+    return capture.hub.streams.get(stream_id) if capture is not None and stream_id else None
 
 
 class StreamtapContentview(Contentview):
@@ -38,18 +49,17 @@ class StreamtapContentview(Contentview):
     def render_priority(self, data: bytes, metadata: Metadata) -> float:
         flow = metadata.flow
         is_response = isinstance(flow, http.HTTPFlow) and metadata.http_message is flow.response
-        return 2.0 if is_response and _route(flow) is not None else -1
+        return 2.0 if is_response and _provider(flow) is not None else -1
 
     def prettify(self, data: bytes, metadata: Metadata) -> str:
         flow = metadata.flow
-        route = _route(flow)
-        if route is None:
+        provider = _provider(flow)
+        if provider is None:
             raise ValueError("not a routed AI response")
-        flow_tap = flow.metadata.get(TAPPED) if flow is not None else None
-        if not data and flow_tap is not None:
-            return render(flow_tap.record.message(), flow_tap.record.state)
+        if not data and (record := _captured(flow)) is not None:
+            return render(record.message(), record.state)
         response = flow.response
-        tap = StreamTap(route.provider, response.status_code, metadata.content_type, None)
+        tap = StreamTap(provider, response.status_code, metadata.content_type, None)
         record = StreamRecord("view", {}, {}, 0.0)
         for payload in tap.feed(data) + tap.close():
             record.absorb(payload)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -17,11 +16,13 @@ from ..events import DecodeError, StreamAbort, StreamStall
 from ..flowinfo import aborted_by, request_info, response_info
 from ..hub import Hub, StreamRecord
 from ..tap import StreamTap
-from .routing import ROUTE
+from .routing import PROVIDER
 
 logger = logging.getLogger(__name__)
 
-TAPPED = "streamtap.tap"
+# flow.metadata is saved, copied and pickled with the flow: only plain data goes there.
+# The live tap stays in StreamCapture, keyed by flow.id, until the flow ends.
+STREAM_ID = "streamtap.stream"
 
 
 class FlowTap:
@@ -123,7 +124,7 @@ class FlowTap:
 class StreamCapture:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._taps: weakref.WeakSet[FlowTap] = weakref.WeakSet()
+        self._taps: dict[str, FlowTap] = {}  # flow.id -> the tap of a response being captured
         self.coalescer = Coalescer(hub.deliver)
         self._stall_watch: asyncio.Task | None = None
         self.idle_timeout = 60.0
@@ -180,34 +181,34 @@ class StreamCapture:
             timeout = self.idle_timeout
             await asyncio.sleep(min(1.0, timeout / 4))
             now = time.perf_counter()
-            for flow_tap in list(self._taps):
+            for flow_tap in list(self._taps.values()):
                 flow_tap.check_stall(now, timeout)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        route = flow.metadata.get(ROUTE)
-        if route is None or flow.response is None:
+        provider = flow.metadata.get(PROVIDER)
+        if provider is None or flow.response is None:
             return
         response = flow.response
-        record = self.hub.open_stream(request_info(flow, route.provider), response_info(response))
+        record = self.hub.open_stream(request_info(flow, provider), response_info(response))
         tap = StreamTap(
-            route.provider,
+            provider,
             response.status_code,
             response.headers.get("content-type"),
             response.headers.get("content-encoding"),
             ctx.options.streamtap_max_event_bytes,
         )
         flow_tap = FlowTap(self.hub, record, tap, self.coalescer)
-        flow.metadata[TAPPED] = flow_tap
-        self._taps.add(flow_tap)
+        flow.metadata[STREAM_ID] = record.id
+        self._taps[flow.id] = flow_tap
         response.stream = flow_tap
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Normally done by the final b"" chunk; this covers bodies that never streamed.
-        if (flow_tap := flow.metadata.get(TAPPED)) is not None:
+        if (flow_tap := self._taps.pop(flow.id, None)) is not None:
             flow_tap.finish()
 
     def error(self, flow: http.HTTPFlow) -> None:
-        flow_tap: FlowTap | None = flow.metadata.get(TAPPED)
+        flow_tap = self._taps.pop(flow.id, None)
         if flow_tap is None or flow.error is None:
             return
         message = flow.error.msg
@@ -216,7 +217,8 @@ class StreamCapture:
     def done(self) -> None:
         if self._stall_watch is not None:
             self._stall_watch.cancel()
-        for flow_tap in list(self._taps):
+        for flow_tap in list(self._taps.values()):
             flow_tap.abort("proxy", "streamtap shut down")
+        self._taps.clear()
 
 

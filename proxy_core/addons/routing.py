@@ -13,7 +13,7 @@ from ..routes import DEFAULT_ROUTES, RouteError, RouteTable, parse_route
 
 logger = logging.getLogger(__name__)
 
-ROUTE = "streamtap.route"
+PROVIDER = "streamtap.provider"  # in flow.metadata: the routed provider's name (plain data)
 TAG_HEADER = "x-streamtap-tag"
 
 
@@ -125,4 +125,4 @@ class Routing:
             flow.metadata[TAG] = tag
         route = self.table.match(flow.request.pretty_host, flow.request.path)
         if route is not None:
-            flow.metadata[ROUTE] = route
+            flow.metadata[PROVIDER] = route.provider

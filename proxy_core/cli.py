@@ -276,10 +276,18 @@ def _warn_on_stale_constraints(cfg: Config, ca_cert: Path) -> None:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
+    from .bundle import BundleError, client_bundle
     from .ca import ensure_ca
 
     cfg = resolve_config(args)
     ca = ensure_ca(cfg.certs_dir).resolve()
+    try:
+        # Python, requests and curl read one bundle only: the system's CAs must be in
+        # it, or every host the proxy passes through would fail to verify.
+        bundle = str(client_bundle(ca))
+    except (BundleError, OSError) as e:
+        print(f"streamtap: env: {e}", file=sys.stderr)
+        return 1
     proxy = f"http://{cfg.listen}"
     exports = {
         "HTTPS_PROXY": proxy,
@@ -287,10 +295,10 @@ def cmd_env(args: argparse.Namespace) -> int:
         "https_proxy": proxy,
         "http_proxy": proxy,
         "NO_PROXY": "localhost,127.0.0.1,::1",
-        "SSL_CERT_FILE": str(ca),
-        "REQUESTS_CA_BUNDLE": str(ca),
-        "CURL_CA_BUNDLE": str(ca),
-        "NODE_EXTRA_CA_CERTS": str(ca),
+        "SSL_CERT_FILE": bundle,
+        "REQUESTS_CA_BUNDLE": bundle,
+        "CURL_CA_BUNDLE": bundle,
+        "NODE_EXTRA_CA_CERTS": str(ca),  # Node adds it to its own store
     }
     for name, value in exports.items():
         if args.shell == "fish":

@@ -84,7 +84,8 @@ def test_bad_flags_are_refused(tmp_path):
 def test_env_prints_exports(tmp_path):
     result = streamtap("env", "--certs", str(tmp_path / "c"), "--listen", "127.0.0.1:9999")
     assert "export HTTPS_PROXY=http://127.0.0.1:9999" in result.stdout
-    assert f"export SSL_CERT_FILE={(tmp_path / 'c' / 'mitmproxy-ca-cert.pem').resolve()}" in result.stdout
+    assert f"export SSL_CERT_FILE={(tmp_path / 'c' / 'streamtap-ca-bundle.pem').resolve()}" in result.stdout
+    assert f"export NODE_EXTRA_CA_CERTS={(tmp_path / 'c' / 'mitmproxy-ca-cert.pem').resolve()}" in result.stdout
     assert "NODE_EXTRA_CA_CERTS" in result.stdout
 
 

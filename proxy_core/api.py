@@ -16,12 +16,15 @@ import tornado.iostream
 import tornado.web
 
 from . import __version__
-from .events import Envelope, dumps, restart_event
+from .events import PAYLOADS, Envelope, dumps, restart_event
 from .hub import Hub, StreamRecord
 from .pump import BATCH, EventPump
 from .webpage import PAGE
 
 KEEPALIVE_SECONDS = 15.0
+# What `types=` may name: every event type, and the notices a reader can get.
+EVENT_TYPES = frozenset(PAYLOADS) | {"provider.error", "gap", "cutoff", "restart"}
+STREAM_STATES = ("active", "ended", "aborted", "error")
 
 
 class ApiError(Exception):
@@ -34,6 +37,7 @@ class BaseHandler(tornado.web.RequestHandler):
     hub: Hub
     token: str | None
     max_lag: int
+    PARAMS: frozenset[str] = frozenset()  # the query parameters this endpoint knows
 
     def initialize(self, hub: Hub, token: str | None = None, max_lag: int = 10_000) -> None:
         self.hub = hub
@@ -50,6 +54,14 @@ class BaseHandler(tornado.web.RequestHandler):
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 self.set_header("WWW-Authenticate", 'Bearer realm="streamtap"')
                 raise ApiError(401, "missing or wrong bearer token")
+        self.check_params()
+
+    def check_params(self) -> None:
+        # A misspelt parameter must not be ignored: `typse=` would follow everything.
+        unknown = sorted(set(self.request.query_arguments) - self.PARAMS - {"token"})
+        if unknown:
+            known = ", ".join(sorted(self.PARAMS)) or "none"
+            raise ApiError(400, f"{unknown[0]}: unknown parameter (this endpoint takes: {known})")
 
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -109,8 +121,11 @@ class EventStreamMixin(BaseHandler):
             self._pump.close()
 
     def wants_ndjson(self) -> bool:
-        if self.get_query_argument("format", "") == "ndjson":
-            return True
+        fmt = self.get_query_argument("format", "")
+        if fmt not in ("", "sse", "ndjson"):
+            raise ApiError(400, f"format: expected sse or ndjson, got {fmt!r}")
+        if fmt:
+            return fmt == "ndjson"
         return "application/x-ndjson" in self.request.headers.get("Accept", "")
 
     def resume_point(self) -> int:
@@ -197,11 +212,15 @@ class MetricsHandler(BaseHandler):
 
 
 class EventsHandler(EventStreamMixin):
+    PARAMS = frozenset({"since", "stream", "host", "types", "follow", "format"})
+
     async def get(self) -> None:
         after = self.resume_point()
         stream = self.get_query_argument("stream", None)
         host = self.get_query_argument("host", None)
         types = {t.strip() for t in self.get_query_argument("types", "").split(",") if t.strip()}
+        if bad := sorted(types - EVENT_TYPES):
+            raise ApiError(400, f"types: unknown event type {bad[0]!r} (known: {', '.join(sorted(EVENT_TYPES))})")
         follow = self.bool_arg("follow", True)
 
         def match(env: Envelope) -> bool:
@@ -218,8 +237,12 @@ class EventsHandler(EventStreamMixin):
 
 
 class StreamsHandler(BaseHandler):
+    PARAMS = frozenset({"state"})
+
     def get(self) -> None:
         state = self.get_query_argument("state", None)
+        if state is not None and state not in STREAM_STATES:
+            raise ApiError(400, f"state: expected one of {', '.join(STREAM_STATES)}, got {state!r}")
         streams = [r.summary() for r in self.hub.streams.values() if state is None or r.state == state]
         self.write_json({"streams": streams, "last_offset": self.hub.last_offset})
 
@@ -248,6 +271,8 @@ class NextStreamHandler(EventStreamMixin):
     """The first stream matching host= and tag= that starts after this request arrived:
     a program that triggers a request can wait for exactly its own answer."""
 
+    PARAMS = frozenset({"host", "tag", "timeout", "after"})
+
     async def get(self) -> None:
         host = self.get_query_argument("host", None)
         tag = self.get_query_argument("tag", None)
@@ -275,6 +300,8 @@ class NextStreamHandler(EventStreamMixin):
 
 
 class StreamEventsHandler(EventStreamMixin):
+    PARAMS = frozenset({"since", "follow", "format"})
+
     async def get(self, stream_id: str) -> None:
         record = self.hub.streams.get(stream_id)
         if record is None:
@@ -338,6 +365,8 @@ def make_app(
 
 
 class NotFoundHandler(BaseHandler):
+    def check_params(self) -> None:
+        pass  # no such endpoint: that is the error to report
     def prepare(self) -> None:
         super().prepare()
         raise ApiError(404, f"no such endpoint: {self.request.path}")

@@ -394,3 +394,41 @@ def test_every_reader_gets_every_matching_event_once_or_a_gap(plan, tmp_path_fac
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(api_server, "SEND_BUFFER", 4096)  # so that stalled readers fill it soon
         asyncio.run(run_plan(plan, tmp_path_factory.mktemp("delivery")))
+
+
+def test_bad_parameters_are_refused_with_400_naming_them(tmp_path):
+    async def scenario() -> None:
+        hub = Hub()
+        record = hub.open_stream({"host": "h"}, {})
+        server, path = await serve(hub, tmp_path)
+        cases = {
+            "/v1/events?types=text.deltaa": "types: unknown event type 'text.deltaa'",
+            "/v1/events?typse=text.delta": "typse: unknown parameter",
+            "/v1/events?format=xml": "format: expected sse or ndjson, got 'xml'",
+            "/v1/events?follow=maybe": "follow: expected true or false",
+            "/v1/events?since=-3": "since: must be an offset",
+            "/v1/streams?state=bogus": "state: expected one of active, ended, aborted, error, got 'bogus'",
+            f"/v1/streams/{record.id}/events?format=xml": "format: expected sse or ndjson",
+            f"/v1/streams/{record.id}/events?stream=x": "stream: unknown parameter",
+            f"/v1/streams/{record.id}?verbose=1": "verbose: unknown parameter",
+            "/v1/streams/next?timeout=forever": "timeout: expected a number of seconds",
+            "/healthz?x=1": "x: unknown parameter",
+        }
+        try:
+            for target, message in cases.items():
+                reader, writer = await asyncio.open_unix_connection(path)
+                writer.write(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+                async with asyncio.timeout(DEADLINE):
+                    response = await reader.read()
+                writer.close()
+                head, _, body = response.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 400"), (target, response)
+                assert message in json.loads(body)["error"], (target, body)
+            # and the good ones still work
+            reader = Reader("/v1/events?types=text.delta,stream.end&since=0&follow=0&format=ndjson")
+            await reader.connect(path)
+            await read_to_end(reader)
+        finally:
+            server.stop()
+
+    asyncio.run(scenario())

@@ -1,9 +1,10 @@
-"""`streamtap replay --serve FILE.jsonl`: a capture re-emitted on the API, at its own
+"""`streamtap replay --serve FILE.jsonl|DIR`: a capture re-emitted on the API, at its own
 pace or faster, so that consumers can be tested without a proxy or a provider."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import signal
@@ -19,14 +20,38 @@ logger = logging.getLogger(__name__)
 
 
 def read_capture(path: Path) -> list[dict[str, Any]]:
+    """The events of a capture file, or of every `*.jsonl` in a capture directory: each
+    stream in seq order across its part files, the streams interleaved by time."""
+    if not path.is_dir():
+        return _read_file(path)
+    streams: dict[str, list[dict[str, Any]]] = {}
+    for file in sorted(path.glob("*.jsonl")):
+        for event in _read_file(file):
+            streams.setdefault(event.get("stream") or "", []).append(event)
+    for events in streams.values():
+        events.sort(key=lambda e: e.get("seq") or 0)  # part files come in name order, where _10 is before _2
+    # merge, not sort: it keeps each stream's order even where the clock stepped back
+    return list(heapq.merge(*streams.values(), key=lambda e: e.get("time") or 0.0))
+
+
+def _read_file(path: Path) -> list[dict[str, Any]]:
+    # Bytes split at \n only: str.splitlines() also splits at U+2028, which JSON leaves raw.
+    data = path.read_bytes()
+    lines = data.split(b"\n")
     events = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            events.append(json.loads(line))
-        except ValueError as e:
+            event = json.loads(line)
+        except ValueError as e:  # UnicodeDecodeError included: a cut can land inside a character
+            if number == len(lines):  # no newline after it: the writer was killed mid-line
+                logger.warning(f"streamtap: {path}:{number}: skipped an incomplete last line (its writer stopped)")
+                continue
             raise ValueError(f"{path}:{number}: not JSON ({e})") from None
+        if not isinstance(event, dict):
+            raise ValueError(f"{path}:{number}: not an event (a JSON object)")
+        events.append(event)
     return events
 
 

@@ -180,6 +180,7 @@ def test_routes_option(setup):
         ("streamtap_decode_window", "1", "a number of seconds from 0 to 0.1"),
         ("streamtap_idle_timeout", "-1", "a number of seconds"),
         ("streamtap_capture_max_age", 0, "at least 1"),
+        ("streamtap_capture_flush_ms", -1, "0 or more"),
         ("streamtap_upstream_proxies", ["socks5://127.0.0.1:1080"], "not an http:// or https:// proxy URL"),
         ("streamtap_via", ["api.x.com"], "expected HOST_GLOB=URL"),
         ("streamtap_via", ["api.x.com=ftp://p:1"], "not an http:// or https:// proxy URL"),

@@ -55,13 +55,21 @@ def ensure_ca(certs_dir: str | Path, permitted: list[str] | None = None) -> Path
     return cert_path(certs)
 
 
-def rotate_ca(certs_dir: str | Path, permitted: list[str] | None = None) -> Path:
-    """A new CA in place of the old one. Leaf certificates live only in a running
-    proxy's memory: restarting it drops every leaf the old CA signed."""
+def rotate_ca(certs_dir: str | Path, permitted: list[str] | None = None) -> tuple[Path, Path | None]:
+    """A new CA in place of the old one, which is moved (not deleted) into
+    `backup-<UTC time>/` beside it; returns the new certificate and that backup. Leaf
+    certificates live only in a running proxy's memory: restarting it drops every
+    leaf the old CA signed."""
     certs = Path(certs_dir)
-    for name in (*SECRET_FILES, *PUBLIC_FILES):
-        (certs / name).unlink(missing_ok=True)
-    return ensure_ca(certs, permitted)
+    backup = None
+    old = [certs / name for name in (*SECRET_FILES, *PUBLIC_FILES) if (certs / name).exists()]
+    if old:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        backup = certs / f"backup-{stamp}"
+        backup.mkdir(mode=0o700)
+        for path in old:
+            path.rename(backup / path.name)
+    return ensure_ca(certs, permitted), backup
 
 
 def permitted_domains(hosts: Iterable[str]) -> list[str]:

@@ -76,6 +76,7 @@ def make_parser() -> argparse.ArgumentParser:
                     help="install/uninstall: the platform to plan for (default: this one)")
     ca.add_argument("--format", choices=["pem", "der", "p12"], default="pem", help="export: the format")
     ca.add_argument("--out", metavar="FILE", help="export: write here instead of standard output")
+    ca.add_argument("--yes", action="store_true", help="rotate: replace the CA without asking")
     ca.set_defaults(func=cmd_ca)
 
     env = sub.add_parser("env", help="shell exports that point clients at the proxy")
@@ -92,8 +93,8 @@ def make_parser() -> argparse.ArgumentParser:
     pac.set_defaults(func=cmd_pac)
 
     replay = sub.add_parser("replay", help="decode a saved mitmproxy flow file into events (NDJSON)")
-    replay.add_argument("file", help="a flow file written by mitmdump -w, or with --serve a capture (.jsonl)")
-    replay.add_argument("--serve", action="store_true", help="re-emit a capture file's events on the API")
+    replay.add_argument("file", help="a flow file (mitmdump -w), or with --serve a capture: .jsonl or capture.dir")
+    replay.add_argument("--serve", action="store_true", help="re-emit a capture's events on the API")
     replay.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock", help="with --serve")
     replay.add_argument("--speed", type=float, default=1.0,
                         help="with --serve: 1 keeps the capture's pace, 10 is ten times faster, 0 no pauses")
@@ -211,11 +212,24 @@ def cmd_ca(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     certs = args.certs or cfg.certs_dir
     if args.action == "rotate":
-        path = ca.rotate_ca(certs, cfg.permitted_domains())
+        if ca.key_path(certs).exists() and not args.yes and not _confirm(f"replace the CA in {certs}?"):
+            print("streamtap: ca rotate: not confirmed (pass --yes to rotate without asking)", file=sys.stderr)
+            return 1
+        path, backup = ca.rotate_ca(certs, cfg.permitted_domains())
         print("\n".join(ca.describe(path).lines()))
+        if backup is not None:
+            print(f"the old CA is kept in {backup}")
         print("a new CA: restart streamtap, and install the new certificate where the old one was trusted")
         return 0
-    path = ca.ensure_ca(certs, cfg.permitted_domains())
+    if args.action in ("show", "path", "export", "uninstall"):
+        # Read-only: a mistyped --certs must not quietly make a second CA.
+        path = ca.cert_path(certs)
+        if not path.exists():
+            print(f"streamtap: no CA in {Path(certs).resolve()} (streamtap run makes one; "
+                  "or pass --certs DIR)", file=sys.stderr)
+            return 1
+    else:
+        path = ca.ensure_ca(certs, cfg.permitted_domains())
     if args.action == "path":
         print(path.resolve())
     elif args.action == "show":
@@ -234,6 +248,12 @@ def cmd_ca(args: argparse.Namespace) -> int:
             return 1
         return _run_steps(steps, args.dry_run)
     return 0
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def _run_steps(steps: list[Any], dry_run: bool) -> int:

@@ -26,6 +26,11 @@ def streamtap(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 
 def test_ca_path_and_show_with_certs_dir(tmp_path):
     certs = tmp_path / "mycerts"
+    for action in ("path", "show", "export"):  # read-only: a mistyped --certs makes no CA
+        missing = streamtap("ca", action, "--certs", str(tmp_path / "mycert"))
+        assert missing.returncode == 1 and f"no CA in {(tmp_path / 'mycert').resolve()}" in missing.stderr
+        assert not (tmp_path / "mycert").exists()
+    assert streamtap("env", "--certs", str(certs)).returncode == 0  # env (as run) makes it
     result = streamtap("ca", "path", "--certs", str(certs))
     assert result.returncode == 0
     path = Path(result.stdout.strip().splitlines()[-1])

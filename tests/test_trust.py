@@ -108,14 +108,22 @@ def test_config_asks_for_name_constraints_and_rotate_applies_them(tmp_path):
     cfg.write_text(f"certs_dir: {certs}\nca: {{name_constraints: true}}\nroutes:\n  - {{host: '*.llm.test', provider: sse}}\n")
     ca.ensure_ca(certs)  # an older CA without constraints
     old = ca.describe(ca.cert_path(certs))
-    rotated = streamtap("ca", "rotate", "--config", str(cfg))
+    refused = streamtap("ca", "rotate", "--config", str(cfg))  # no terminal to ask, no --yes
+    assert refused.returncode == 1 and "not confirmed (pass --yes" in refused.stderr
+    assert ca.describe(ca.cert_path(certs)).sha256 == old.sha256
+    rotated = streamtap("ca", "rotate", "--yes", "--config", str(cfg))
     assert rotated.returncode == 0 and "constraints: llm.test" in rotated.stdout
     assert ca.describe(ca.cert_path(certs)).sha256 != old.sha256
     assert (certs / "mitmproxy-ca.pem").stat().st_mode & 0o777 == 0o600
+    (backup,) = certs.glob("backup-*")  # the old CA is kept, as private as before
+    assert f"the old CA is kept in {backup}" in rotated.stdout
+    assert ca.describe(backup / "mitmproxy-ca-cert.pem").sha256 == old.sha256
+    assert backup.stat().st_mode & 0o777 == 0o700 and (backup / "mitmproxy-ca.pem").stat().st_mode & 0o777 == 0o600
 
 
 def test_export_formats(tmp_path):
     certs = tmp_path / "certs"
+    ca.ensure_ca(certs)
     pem = streamtap("ca", "export", "--certs", str(certs)).stdout
     assert pem.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" not in pem
     der_file = tmp_path / "ca.der"

@@ -54,6 +54,9 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--upstream-proxy", metavar="URL[,URL]",
                      help="send upstream traffic through these HTTP(S) proxies, tried in order")
     run.add_argument("--proxy-auth", metavar="USER:PASS", help="credentials clients must send to the proxy")
+    run.add_argument("--upstream-ca", metavar="FILE",
+                     help="verify upstream certificates against this CA bundle (PEM) instead of the public "
+                          "CAs (proxy.upstream_ca)")
     run.add_argument(
         "--set",
         action="append",
@@ -123,6 +126,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
         cfg.api_listen = args.api_listen
     if getattr(args, "upstream_proxy", None):
         cfg.upstream_proxies = [u.strip() for u in args.upstream_proxy.split(",") if u.strip()]
+    if getattr(args, "upstream_ca", None):
+        cfg.upstream_ca = args.upstream_ca
     if getattr(args, "proxy_auth", None):
         if ":" not in args.proxy_auth:
             raise ConfigError("--proxy-auth: expected USER:PASS")

@@ -44,6 +44,7 @@ class Config:
     connect_to: dict[str, str] = field(default_factory=dict)
     name_constraints: bool = False
     passthrough_on_reject: bool = False
+    upstream_ca: str | None = None  # a CA bundle for upstreams with a private CA
 
     def permitted_domains(self) -> list[str] | None:
         """The CA's DNS name constraints, when `ca.name_constraints` asks for them."""
@@ -90,11 +91,13 @@ class Config:
             "streamtap_routes": [r.spec() for r in self.routes],
             "streamtap_connect_to": [f"{k}={v}" for k, v in self.connect_to.items()],
             "streamtap_passthrough_on_reject": self.passthrough_on_reject,
+            **({"ssl_verify_upstream_trusted_ca": self.upstream_ca} if self.upstream_ca else {}),
         }
 
 
 SCHEMA: dict[str, Any] = {
-    "proxy": {"listen": str, "upstream_proxy": (str, list), "auth": str, "passthrough_on_reject": bool},
+    "proxy": {"listen": str, "upstream_proxy": (str, list), "auth": str, "passthrough_on_reject": bool,
+              "upstream_ca": str},
     "certs_dir": str,
     "ca": {"name_constraints": bool},
     "api": {"socket": str, "listen": str, "token": str},
@@ -150,6 +153,7 @@ def config_from_dict(data: Any) -> Config:
     cfg.certs_dir = data.get("certs_dir") or cfg.certs_dir
     cfg.name_constraints = bool((data.get("ca") or {}).get("name_constraints"))
     cfg.passthrough_on_reject = bool(proxy.get("passthrough_on_reject"))
+    cfg.upstream_ca = proxy.get("upstream_ca") or None
     if "socket" in api:
         cfg.api_socket = api["socket"] or ""
     cfg.api_listen = api.get("listen") or None

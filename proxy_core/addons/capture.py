@@ -12,7 +12,7 @@ from mitmproxy.utils import asyncio_utils
 
 from ..coalesce import DEFAULT_DECODE_WINDOW, MAX_DECODE_WINDOW, Coalescer
 from ..decoders.sse import DEFAULT_MAX_EVENT_BYTES
-from ..events import DecodeError, StreamAbort, StreamStall
+from ..events import DecodeError, StreamAbort, StreamError, StreamStall
 from ..flowinfo import aborted_by, request_info, response_info
 from ..hub import Hub, StreamRecord
 from ..tap import StreamTap
@@ -209,10 +209,23 @@ class StreamCapture:
 
     def error(self, flow: http.HTTPFlow) -> None:
         flow_tap = self._taps.pop(flow.id, None)
-        if flow_tap is None or flow.error is None:
+        if flow.error is None:
             return
         message = flow.error.msg
-        flow_tap.abort(aborted_by(message), message)
+        if flow_tap is not None:
+            flow_tap.abort(aborted_by(message), message)
+        elif flow.response is None and (provider := flow.metadata.get(PROVIDER)) is not None \
+                and aborted_by(message) == "upstream":
+            # The upstream never answered (refused, TLS verification, DNS): mitmproxy
+            # gives the client a 502, and the user sees here why.
+            self._no_answer(flow, provider, message)
+
+    def _no_answer(self, flow: http.HTTPFlow, provider: str, message: str) -> None:
+        response = {"status": 502, "headers": {}, "content_type": None, "content_encoding": None}
+        record = self.hub.open_stream(request_info(flow, provider), response)
+        flow.metadata[STREAM_ID] = record.id
+        self.hub.publish(record.id, StreamError(502, f"no answer from the upstream: {message}"))
+        self.hub.deliver()
 
     def done(self) -> None:
         if self._stall_watch is not None:

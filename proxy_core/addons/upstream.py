@@ -17,7 +17,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from cryptography import x509
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.connection import ConnectionState
@@ -89,6 +92,12 @@ class UpstreamProxies:
                     raise exceptions.OptionsError(f"streamtap_via: {e}") from None
                 via.append((host.lower(), chosen))
             self.via = via
+        if "ssl_verify_upstream_trusted_ca" in updated and ctx.options.ssl_verify_upstream_trusted_ca:
+            # mitmproxy would take a mistyped path and answer every request 502 later.
+            problem = upstream_ca_problem(ctx.options.ssl_verify_upstream_trusted_ca)
+            if problem:
+                raise exceptions.OptionsError(
+                    f"ssl_verify_upstream_trusted_ca (proxy.upstream_ca, --upstream-ca): {problem}")
 
     def _chain_for(self, host: str) -> list[UpstreamProxy] | None:
         for glob, chosen in self.via:
@@ -155,3 +164,17 @@ async def _reachable(address: tuple[str, int]) -> bool:
         return False
     writer.close()
     return True
+
+
+def upstream_ca_problem(path: str) -> str | None:
+    """Why `path` cannot serve as the CA bundle upstream certificates are checked
+    against, or None when it can."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return f"{path}: {e.strerror or e}"
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        return f"{path}: holds no PEM certificate"
+    return None

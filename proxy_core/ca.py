@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .config import ConfigError
+
 BASENAME = "mitmproxy"  # mitmproxy looks for <confdir>/mitmproxy-ca.pem
 ORGANIZATION = "streamtap"
 COMMON_NAME = "streamtap local CA"
@@ -31,6 +33,14 @@ BACKDATE = datetime.timedelta(days=2)  # tolerate clients whose clocks run behin
 # Every file the CA is kept in; the first two hold the private key.
 SECRET_FILES = (f"{BASENAME}-ca.pem", f"{BASENAME}-ca.p12")
 PUBLIC_FILES = (f"{BASENAME}-ca-cert.pem", f"{BASENAME}-ca-cert.cer", f"{BASENAME}-ca-cert.p12")
+
+
+DHPARAM_FILE = f"{BASENAME}-dhparam.pem"  # mitmproxy writes it beside the CA on first start
+
+
+class CAError(ConfigError):
+    """The certs directory cannot be used; the message is one line that says why (the
+    command line reports it as it reports a bad configuration)."""
 
 
 def key_path(certs_dir: str | Path) -> Path:
@@ -45,14 +55,31 @@ def ensure_ca(certs_dir: str | Path, permitted: list[str] | None = None) -> Path
     """Create the CA on first use; return the certificate's path. Idempotent: an
     existing CA is kept as it is (`rotate_ca` replaces it)."""
     certs = Path(certs_dir)
-    certs.mkdir(parents=True, exist_ok=True)
-    os.chmod(certs, 0o700)
     if not key_path(certs).exists():
-        _write_ca(certs, *_new_ca(permitted))
+        try:
+            certs.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _write_ca(certs, *_new_ca(permitted))
+        except OSError as e:
+            raise CAError(f"cannot create the CA in {certs}: {e.strerror or e}") from None
+    # A CA mounted read-only (a secret volume) must work as it is: only modes that
+    # are too open get tightened.
+    _keep_private(certs, 0o700)
     for name in SECRET_FILES:
         if (certs / name).exists():
-            os.chmod(certs / name, 0o600)
+            _keep_private(certs / name, 0o600)
+    if not (certs / DHPARAM_FILE).exists() and not os.access(certs, os.W_OK):
+        raise CAError(f"{certs} is read-only and lacks {DHPARAM_FILE}, which mitmproxy would write there: "
+                      "copy the whole directory from a first run (streamtap run writes it)")
     return cert_path(certs)
+
+
+def _keep_private(path: Path, mode: int) -> None:
+    if path.stat().st_mode & 0o077:
+        try:
+            os.chmod(path, mode)
+        except OSError as e:
+            raise CAError(f"{path} is readable by others and cannot be made {oct(mode)[2:]}: "
+                          f"{e.strerror or e}") from None
 
 
 def rotate_ca(certs_dir: str | Path, permitted: list[str] | None = None) -> tuple[Path, Path | None]:

@@ -149,6 +149,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     ca_cert = ensure_ca(cfg.certs_dir, cfg.permitted_domains())
     _warn_on_stale_constraints(cfg, ca_cert)
+    if problem := _listen_problem(cfg.listen):
+        print(f"streamtap: {problem}", file=sys.stderr)
+        return 1
     from .loops import uvloop_factory
 
     loop_factory = uvloop_factory() if args.loop != "asyncio" else None
@@ -253,6 +256,27 @@ def cmd_ca(args: argparse.Namespace) -> int:
             return 1
         return _run_steps(steps, args.dry_run)
     return 0
+
+
+def _listen_problem(listen: str) -> str | None:
+    """Why the proxy could not listen there, said our way (mitmproxy's own hint names
+    its --mode syntax, which streamtap run does not take)."""
+    import socket
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as mitmproxy binds
+        probe.bind((host, int(port)))
+    except OSError as e:
+        return f"proxy.listen {listen}: {e.strerror or e} (another proxy running? choose with --listen HOST:PORT)"
+    finally:
+        probe.close()
+    return None
 
 
 def _confirm(question: str) -> bool:

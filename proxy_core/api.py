@@ -321,8 +321,10 @@ class PageHandler(BaseHandler):
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'; "
-                                                   "script-src 'unsafe-inline'; connect-src 'self'")
+        # img-src data: is for the page's inline icon (else Chromium asks for /favicon.ico).
+        self.set_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+                                                   "style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+                                                   "connect-src 'self'")
         self.finish(PAGE)
 
 

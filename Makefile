@@ -58,8 +58,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(WORKERS) -m 'not e2e' $(ARGS)
 
+# The figures go to run/benchmarks.md (untracked); BENCH_OUT=docs/benchmarks.md make bench
+# updates the documented ones, deliberately. BENCH_RUNS=N: medians of N runs (default 3).
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench docs/benchmarks.md
+	$(BIN)/python -m tests.bench $(or $(BENCH_OUT),run/benchmarks.md)
 
 # deptry reads requirement files, not setup.cfg: they are written from it first
 # (pyproject.toml, [tool.deptry]).

@@ -1,10 +1,9 @@
-"""The `streamtap` command line: run, ca, env, tail."""
+"""The `streamtap` command line: run, ca, env, pac, tail, replay."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import shlex
@@ -34,11 +33,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamtap", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="streamtap",
+        description="A TLS-intercepting proxy for AI model traffic: it decrypts only the routed AI endpoints, "
+        "decodes their streamed answers into events and serves them on a local API. "
+        "`run` starts it; `ca` shows, trusts, exports or rotates its certificate authority; "
+        "`env` (shell exports) and `pac` (a proxy auto-config file) point clients at it; "
+        "`tail` follows the events; `replay` decodes a saved mitmproxy flow file into events, "
+        "or re-emits a capture on the API. `streamtap COMMAND --help` describes each.",
+    )
     parser.add_argument("--version", action="version", version=f"streamtap {__version__}")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", help="the command to run (COMMAND --help for its options)")
 
-    run = sub.add_parser("run", help="start the proxy and the API")
+    run = sub.add_parser("run", help="start the proxy and the API",
+                         description="Start the proxy (--listen) and the API (--api-socket, --api-listen). "
+                         "These flags win over the --config file, and --set over both (docs/config.md).")
     run.add_argument("--config", metavar="FILE", help="YAML configuration (see docs/config.md)")
     run.add_argument("--listen", metavar="HOST:PORT", help="proxy address (default 127.0.0.1:8080)")
     run.add_argument("--certs", metavar="DIR", help="CA directory (default certs)")
@@ -70,10 +79,42 @@ def make_parser() -> argparse.ArgumentParser:
                      help="event loop (default: uvloop when installed)")
     run.set_defaults(func=cmd_run)
 
-    ca = sub.add_parser("ca", help="the local certificate authority")
-    ca.add_argument("action", choices=["show", "path", "install", "uninstall", "export", "rotate"])
+    ca = sub.add_parser(
+        "ca",
+        help="the local certificate authority: show, path, install, uninstall, export, rotate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+The local certificate authority, which signs the certificates streamtap shows
+clients for the routed hosts. It lives in --certs DIR (default certs/, 0700;
+the key in it 0600).
+
+actions:
+  show       the CA's subject, SHA-256 fingerprint, validity and constraints
+  path       the path of the CA certificate (PEM)
+  install    trust the CA: on Linux the system store and the NSS databases
+             that Chromium and Firefox use (certutil), on macOS the System
+             keychain, on Windows the Root store; makes the CA first if there
+             is none. --dry-run prints the commands and runs nothing;
+             --platform plans for another system
+  uninstall  undo install (--dry-run and --platform as well)
+  export     the certificate, never the key, as --format pem|der|p12, to
+             standard output or to --out FILE
+  rotate     replace the CA with a new one (permitting only the routed
+             domains when --config's file sets ca.name_constraints). The old
+             CA is not deleted: its files move to DIR/backup-<UTC time>/
+             (0700), and the command says where. It asks first; --yes
+             replaces without asking, and is needed when standard input is
+             not a terminal. Afterwards restart streamtap and install the new
+             certificate wherever the old one was trusted.
+
+show, path, export and uninstall never create a CA: without one they say so
+and exit 1.""",
+    )
+    ca.add_argument("action", choices=["show", "path", "install", "uninstall", "export", "rotate"],
+                    help="what to do (the actions above)")
     ca.add_argument("--certs", metavar="DIR", default=None, help="CA directory (default certs)")
-    ca.add_argument("--config", metavar="FILE", help="take certs_dir and routes from this configuration")
+    ca.add_argument("--config", metavar="FILE",
+                    help="take certs_dir, the routes and ca.name_constraints from this configuration")
     ca.add_argument("--dry-run", action="store_true", help="install/uninstall: print the commands, run nothing")
     ca.add_argument("--platform", choices=["linux", "macos", "windows"], default=_this_platform(),
                     help="install/uninstall: the platform to plan for (default: this one)")
@@ -82,34 +123,62 @@ def make_parser() -> argparse.ArgumentParser:
     ca.add_argument("--yes", action="store_true", help="rotate: replace the CA without asking")
     ca.set_defaults(func=cmd_ca)
 
-    env = sub.add_parser("env", help="shell exports that point clients at the proxy")
-    env.add_argument("--config", metavar="FILE")
-    env.add_argument("--certs", metavar="DIR")
-    env.add_argument("--listen", metavar="HOST:PORT")
-    env.add_argument("--shell", choices=["sh", "fish", "powershell"], default="sh")
+    env = sub.add_parser(
+        "env",
+        help="shell exports that point clients at the proxy",
+        description="Print shell exports that point clients at the proxy: HTTPS_PROXY, HTTP_PROXY, NO_PROXY, "
+        "SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE (a bundle of the system's CAs plus streamtap's), "
+        "NODE_EXTRA_CA_CERTS (streamtap's CA). Use: eval \"$(streamtap env)\".",
+    )
+    env.add_argument("--config", metavar="FILE", help="take proxy.listen and certs_dir from this configuration")
+    env.add_argument("--certs", metavar="DIR", help="CA directory (default certs; a CA is made there if there is none)")
+    env.add_argument("--listen", metavar="HOST:PORT", help="the proxy address to export (default 127.0.0.1:8080)")
+    env.add_argument("--shell", choices=["sh", "fish", "powershell"], default="sh",
+                     help="the syntax of the exports (default sh, for bash and zsh too)")
     env.set_defaults(func=cmd_env)
 
-    pac = sub.add_parser("pac", help="a proxy auto-config file: routed hosts via streamtap, the rest DIRECT")
-    pac.add_argument("--config", metavar="FILE")
-    pac.add_argument("--listen", metavar="HOST:PORT")
-    pac.add_argument("--route", action="append", default=[], metavar="HOST[:PATH_REGEX]=PROVIDER")
+    pac = sub.add_parser("pac", help="a proxy auto-config file: routed hosts via streamtap, the rest DIRECT",
+                         description="Print a proxy auto-config (PAC) file that sends the routed hosts to the "
+                         "proxy and everything else DIRECT (the API serves the same at /proxy.pac).")
+    pac.add_argument("--config", metavar="FILE", help="take proxy.listen and the routes from this configuration")
+    pac.add_argument("--listen", metavar="HOST:PORT",
+                     help="the proxy address the routed hosts are sent to (default 127.0.0.1:8080)")
+    pac.add_argument("--route", action="append", default=[], metavar="HOST[:PATH_REGEX]=PROVIDER",
+                     help="send this route's host to the proxy too (repeatable, as streamtap run --route)")
     pac.set_defaults(func=cmd_pac)
 
-    replay = sub.add_parser("replay", help="decode a saved mitmproxy flow file into events (NDJSON)")
+    replay = sub.add_parser(
+        "replay",
+        help="decode a saved mitmproxy flow file into events (NDJSON), or re-emit a capture on the API",
+        description="streamtap replay FLOWS: decode the routed flows of a mitmproxy flow file (mitmdump -w) "
+        "into events, printed as NDJSON byte for byte as the API sends them. "
+        "streamtap replay --serve CAPTURE: serve a capture's events (a .jsonl file, or a capture.dir "
+        "directory) on an API socket, to test consumers without a proxy.",
+    )
     replay.add_argument("file", help="a flow file (mitmdump -w), or with --serve a capture: .jsonl or capture.dir")
     replay.add_argument("--serve", action="store_true", help="re-emit a capture's events on the API")
-    replay.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock", help="with --serve")
-    replay.add_argument("--speed", type=float, default=1.0,
+    replay.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock",
+                        help="with --serve: the API socket to serve on (default run/streamtap.sock)")
+    replay.add_argument("--speed", type=float, default=1.0, metavar="N",
                         help="with --serve: 1 keeps the capture's pace, 10 is ten times faster, 0 no pauses")
     replay.add_argument("--exit", action="store_true", help="with --serve: stop once everything is replayed")
     replay.add_argument("--config", metavar="FILE", help="take the routes from this configuration")
-    replay.add_argument("--route", action="append", default=[], metavar="HOST[:PATH_REGEX]=PROVIDER")
+    replay.add_argument("--route", action="append", default=[], metavar="HOST[:PATH_REGEX]=PROVIDER",
+                        help="add a route (repeatable, as streamtap run --route)")
     replay.set_defaults(func=cmd_replay)
 
-    tail = sub.add_parser("tail", help="follow the events on the API socket")
-    tail.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock")
-    tail.add_argument("--since", default="now", help="offset to start after, or 'now' (default)")
-    tail.add_argument("--json", action="store_true", help="print raw events as NDJSON")
+    tail = sub.add_parser("tail", help="follow the events on the API socket",
+                          description="Follow the events on the API socket: the answers as they stream, one "
+                          "header line per stream, tool calls, ends and notices on lines of their own "
+                          "(--json: the events themselves).")
+    tail.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock",
+                      help="the API socket to follow (default run/streamtap.sock)")
+    tail.add_argument("--since", default="now", metavar="now|OFFSET",
+                      help="'now' (default): only the events from now on; an offset: the events after it "
+                           "(0: everything still buffered)")
+    tail.add_argument("--json", action="store_true",
+                      help="print the events as NDJSON, byte for byte as the API sends them, "
+                           "instead of the human view")
     tail.set_defaults(func=cmd_tail)
     return parser
 
@@ -370,6 +439,7 @@ def cmd_pac(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from mitmproxy.exceptions import FlowReadException
 
+    from .events import dumps
     from .replay import replay_flows
     from .routes import RouteTable
 
@@ -385,14 +455,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 0
     cfg = resolve_config(args)
     try:
+        out = sys.stdout.buffer
         for event in replay_flows(Path(args.file), RouteTable(cfg.routes)):
-            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+            out.write(dumps(event) + b"\n")  # byte for byte as the API's NDJSON (and capture files)
     except FileNotFoundError:
         print(f"streamtap: {args.file}: no such file", file=sys.stderr)
         return 1
     except FlowReadException as e:
         print(f"streamtap: {args.file}: not a mitmproxy flow file ({e})", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. | head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -412,13 +485,20 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 async def _tail(socket_path: str, since: int | str, raw: bool) -> None:
     from .client import StreamtapClient
+    from .events import dumps
     from .tailview import TailView
 
     view = TailView(colour=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    if not raw:  # on stderr: standard output stays the events alone
+        print(f"streamtap tail: waiting for streams on unix:{socket_path} (Ctrl-C stops)", file=sys.stderr, flush=True)
     async with StreamtapClient(socket_path) as tap:
         async for event in tap.events(since=since):
-            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n" if raw else view.render(event))
-            sys.stdout.flush()
+            if raw:  # the API's own bytes: events.dumps re-encodes a parsed event to exactly them
+                sys.stdout.buffer.write(dumps(event) + b"\n")
+                sys.stdout.buffer.flush()
+            else:
+                sys.stdout.write(view.render(event))
+                sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """`streamtap tail`'s human view: a header line per stream, text as it streams, reasoning
-dimmed, tool calls and outcomes in colour (none when not on a terminal or NO_COLOR)."""
+dimmed, tool calls and outcomes in colour (none when not on a terminal or NO_COLOR), and
+notices (a stall, a decode error, a gap, a restart) in words, each on a line of its own."""
 
 from __future__ import annotations
 
@@ -48,11 +49,36 @@ class TailView:
         elif kind in ("stream.abort", "stream.error"):
             who = f"by {event['by']} " if kind == "stream.abort" else f"{event.get('status')} "
             return out + self._line(self._c(RED, f"── {sid} {kind.split('.')[1]} {who}{event.get('message', '')}"))
-        elif kind in ("decode.error", "gap", "cutoff", "restart", "stream.stall"):
-            detail = {k: v for k, v in event.items() if k not in ("type", "time", "seq")}
-            return out + self._line(self._c(YELLOW, f"[{kind} {json.dumps(detail, ensure_ascii=False)}]"))
+        elif kind in NOTICES:
+            # A line of its own, then the stream's header again before more of its text:
+            # what follows the notice is never taken for the start of an answer.
+            self.current = None
+            return out + self._line(self._c(YELLOW, f"── {_notice(kind, event)}"))
         else:
             return out
-        if text:
-            self.at_line_start = text.endswith("\n")
+        if event["text"]:  # the text itself: a colour's reset code may follow its line end
+            self.at_line_start = event["text"].endswith("\n")
         return out + text
+
+
+NOTICES = ("stream.stall", "decode.error", "gap", "cutoff", "restart")
+
+
+def _notice(kind: str, event: dict[str, Any]) -> str:
+    """A notice in words: the stream's own ones name it, the reader's ones (gap,
+    cutoff, restart, which belong to no stream) say what this reader missed."""
+    sid = event.get("stream")
+    if kind == "stream.stall":
+        idle = event.get("idle")
+        seconds = f"{round(idle, 1):g} s" if isinstance(idle, int | float) else "a while"
+        return f"{sid} stalled: no bytes for {seconds} (the stream goes on)"
+    if kind == "decode.error":
+        return f"{sid} decode error at byte {event.get('at_byte')}: {event.get('message', '')}"
+    if kind == "gap":
+        return (f"gap: events {event.get('from')} to {event.get('to')} were lost to this reader "
+                "(no longer in the ring buffer)")
+    if kind == "cutoff":
+        return (f"cut off: this reader fell {event.get('lag')} events behind; "
+                f"resume with --since {event.get('resume_from')}")
+    instance = f" (instance {event['instance']})" if event.get("instance") else ""
+    return f"restart: streamtap restarted{instance}; its events follow from its start"

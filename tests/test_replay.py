@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,51 @@ def test_replay_decodes_routed_flows_and_skips_the_rest(tmp_path):
     second = [e for e in events if e["stream"] == streams[1]]
     assert second[-1]["type"] == "stream.abort" and second[-1]["by"] == "client"
     assert [e["offset"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_replay_prints_the_events_byte_for_byte_as_the_api_does(tmp_path):
+    """The same events served on the API (replay --serve) come as the same bytes, but for
+    `time`, which the serving hub sets anew."""
+    fx = fixtures.openai_chat_tools()
+    flows = tmp_path / "flows.mitm"
+    with flows.open("wb") as out:
+        writer = io.FlowWriter(out)
+        writer.add(flow("api.openai.com", "/v1/chat/completions", fixtures.openai_chat_text().body))  # non-ASCII
+        writer.add(flow("api.openai.com", "/v1/chat/completions", fx.body))  # nested arguments
+    printed = subprocess.run([str(BIN / "streamtap"), "replay", str(flows)], capture_output=True, timeout=60).stdout
+    assert "é".encode() in printed and b'"type":"tool_call"' in printed
+    capture = tmp_path / "capture.jsonl"
+    capture.write_bytes(printed)
+    sock = tmp_path / "serve.sock"
+    server = subprocess.Popen([str(BIN / "streamtap"), "replay", "--serve", str(capture), "--api-socket", str(sock),
+                               "--speed", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in server.stdout.readline()
+        assert "replayed" in server.stdout.readline()
+        api = subprocess.run(["curl", "-sS", "--unix-socket", str(sock),
+                              "http://localhost/v1/events?follow=false&format=ndjson"],
+                             capture_output=True, timeout=30, check=True).stdout
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    def timeless(data: bytes) -> list[bytes]:
+        return [re.sub(rb'"time":[-+.eE0-9]+', b'"time":T', line) for line in data.split(b"\n")]
+
+    assert timeless(printed) == timeless(api) and printed.count(b"\n") == len(api.splitlines()) > 10
+
+
+def test_replay_into_a_reader_that_stops_early(tmp_path):
+    flows = tmp_path / "flows.mitm"
+    with flows.open("wb") as out:
+        writer = io.FlowWriter(out)
+        for _ in range(300):  # more than a pipe holds
+            writer.add(flow("api.openai.com", "/v1/chat/completions", fixtures.openai_chat_text().body))
+    replay = subprocess.Popen([str(BIN / "streamtap"), "replay", str(flows)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert replay.stdout.readline().startswith(b'{"offset":1,')
+    replay.stdout.close()  # as `| head -1` does
+    assert replay.wait(60) == 0 and replay.stderr.read() == b""
 
 
 def test_replay_of_a_file_that_is_not_a_flow_file(tmp_path):

@@ -4,8 +4,9 @@ For each workload and each setup (direct, plain mitmdump, streamtap on asyncio a
 uvloop) a fresh proxy process is started, a reader follows streamtap's API, and the load
 client (its own process) runs the workload against the local HTTPS upstream. Each
 figure is the median of BENCH_RUNS runs (default 3). The table and the targets are
-printed and written to the file given (docs/benchmarks.md), after the tap path's own
-in-process figures.
+printed and written to the file given, with the tap path's own in-process figures:
+`make bench` gives run/benchmarks.md (untracked), `BENCH_OUT=docs/benchmarks.md make
+bench` updates the documented figures.
 
     python -m tests.bench [OUT.md] [--only a,b,...] [--runs N] [--profile DIR]
 """
@@ -345,7 +346,8 @@ def targets(results: dict[tuple[str, str], Figures]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
-    parser.add_argument("out", nargs="?", help="write the report here (docs/benchmarks.md)")
+    parser.add_argument("out", nargs="?", help="write the report here (make bench: run/benchmarks.md; "
+                        "docs/benchmarks.md to update the documented figures)")
     parser.add_argument("--only", help="comma-separated workload keys (a,b,c5,c50,c5gz,c50gz,d)")
     parser.add_argument("--setups", help="comma-separated setups, of: " + ", ".join(SETUPS))
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
@@ -355,7 +357,10 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, LOAD_CPUS)
     workloads = [w for w in WORKLOADS if not args.only or w.key in args.only.split(",")]
-    setups = args.setups.split(",") if args.setups else SETUPS
+    # "streamtap-uvloop" as well as "streamtap uvloop": no quoting needed
+    setups = [s.strip().replace("-", " ") for s in args.setups.split(",")] if args.setups else SETUPS
+    if unknown := [s for s in setups if s not in SETUPS]:
+        parser.error(f"--setups: unknown {', '.join(unknown)} (of: {', '.join(SETUPS)})")
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
@@ -388,6 +393,7 @@ def main() -> None:
     print("\n".join(lines))
     if args.out:
         write_figures(Path(args.out), [*lines, "", *tap_lines])
+        print(f"wrote the figures to {args.out}", file=sys.stderr)
 
 
 BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
@@ -396,6 +402,7 @@ BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
 def write_figures(path: Path, lines: list[str]) -> None:
     """Put the figures between the markers, keeping the hand-written text around them."""
     figures = "\n".join([BEGIN, *lines, END])
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # run/ is the API socket's directory too
     text = path.read_text() if path.exists() else ""
     if BEGIN in text and END in text:
         head, _, rest = text.partition(BEGIN)

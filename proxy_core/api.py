@@ -23,7 +23,7 @@ from .webpage import PAGE
 
 KEEPALIVE_SECONDS = 15.0
 # What `types=` may name: every event type, and the notices a reader can get.
-EVENT_TYPES = frozenset(PAYLOADS) | {"provider.error", "gap", "cutoff", "restart"}
+EVENT_TYPES = frozenset(PAYLOADS) | {"gap", "cutoff", "restart"}
 STREAM_STATES = ("active", "ended", "aborted", "error")
 
 
@@ -369,6 +369,7 @@ def make_app(
 class NotFoundHandler(BaseHandler):
     def check_params(self) -> None:
         pass  # no such endpoint: that is the error to report
+
     def prepare(self) -> None:
         super().prepare()
         raise ApiError(404, f"no such endpoint: {self.request.path}")

@@ -2,7 +2,7 @@
 streamtap's, so that a shell whose every HTTPS call goes through the proxy still
 trusts the real certificates of the hosts it passes through.
 
-Rebuilt whenever the system bundle or streamtap's CA changes. Certificates are public:
+Rewritten whenever the system bundle or streamtap's CA changes. Certificates are public:
 the file is 0644.
 """
 
@@ -42,14 +42,12 @@ def system_bundle(ours: Path) -> Path:
 
 
 def client_bundle(ca_cert: Path) -> Path:
-    """certs/streamtap-ca-bundle.pem, (re)written when it is missing or older than
-    the system bundle or the CA."""
+    """certs/streamtap-ca-bundle.pem, (re)written when it differs from the system
+    bundle plus the CA (either changed, or another system bundle is in effect)."""
     bundle = ca_cert.with_name(BUNDLE_NAME)
-    system = system_bundle(bundle)
-    sources = (system, ca_cert)
-    if bundle.exists() and all(bundle.stat().st_mtime >= s.stat().st_mtime for s in sources):
+    text = system_bundle(bundle).read_bytes().rstrip(b"\n") + b"\n" + ca_cert.read_bytes()
+    if bundle.is_file() and bundle.read_bytes() == text:
         return bundle
-    text = system.read_bytes().rstrip(b"\n") + b"\n" + ca_cert.read_bytes()
     fd, tmp = tempfile.mkstemp(dir=bundle.parent, prefix=".bundle-")
     try:
         with os.fdopen(fd, "wb") as out:

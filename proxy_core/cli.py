@@ -332,15 +332,15 @@ def _listen_problem(listen: str) -> str | None:
     its --mode syntax, which streamtap run does not take)."""
     import socket
 
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not port.isdigit() or int(port) == 0:
+    from .addons.api_server import parse_listen
+
+    host, port = parse_listen(listen)  # valid: resolve_config checked it
+    if port == 0:
         return None
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as mitmproxy binds
-        probe.bind((host, int(port)))
+        probe.bind((host, port))
     except OSError as e:
         return f"proxy.listen {listen}: {e.strerror or e} (another proxy running? choose with --listen HOST:PORT)"
     finally:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import socket
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -36,3 +38,15 @@ def feed_all(decoder, chunks: list[bytes]) -> list:
     for chunk in chunks:
         out += decoder.feed(chunk)
     return out + decoder.close()
+
+
+@pytest.fixture
+def busy_port():
+    """A loopback port something already listens on."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        yield busy.getsockname()[1]
+    finally:
+        busy.close()

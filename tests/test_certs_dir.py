@@ -7,7 +7,6 @@ test's own (`unshare -m`), so nothing outside the test sees them."""
 from __future__ import annotations
 
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -78,17 +77,10 @@ def test_a_read_only_ca_without_mitmproxys_dhparam_file_says_what_to_do(tmp_path
     assert f"{ro} is read-only and lacks {DHPARAM_FILE}" in result.stderr
 
 
-def test_a_busy_proxy_port_is_one_line_naming_listen(tmp_path):
-    busy = socket.socket()
-    busy.bind(("127.0.0.1", 0))
-    busy.listen()
-    port = busy.getsockname()[1]
-    try:
-        result = subprocess.run([STREAMTAP, "run", "--listen", f"127.0.0.1:{port}", "--certs", str(tmp_path / "c"),
-                                 "--api-socket", str(tmp_path / "api.sock")], capture_output=True, text=True,
-                                timeout=60)
-    finally:
-        busy.close()
+def test_a_busy_proxy_port_is_one_line_naming_listen(tmp_path, busy_port):
+    port = busy_port
+    result = subprocess.run([STREAMTAP, "run", "--listen", f"127.0.0.1:{port}", "--certs", str(tmp_path / "c"),
+                             "--api-socket", str(tmp_path / "api.sock")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
     assert f"proxy.listen 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "--listen HOST:PORT" in result.stderr and "--mode" not in result.stderr + result.stdout

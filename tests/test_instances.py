@@ -48,18 +48,10 @@ def test_a_second_instance_on_the_same_socket_is_refused_and_leaves_the_first_al
     assert not sock.exists()  # the first removes its own socket on the way out
 
 
-def test_a_busy_api_port_is_one_line(tmp_path):
-    import socket
-
-    busy = socket.socket()
-    busy.bind(("127.0.0.1", 0))
-    busy.listen()
-    port = busy.getsockname()[1]
-    try:
-        result = second([STREAMTAP, "run", "--listen", "127.0.0.1:0", "--certs", str(tmp_path / "certs"),
-                         "--api-socket", str(tmp_path / "api.sock"), "--api-listen", f"127.0.0.1:{port}"], tmp_path)
-    finally:
-        busy.close()
+def test_a_busy_api_port_is_one_line(tmp_path, busy_port):
+    port = busy_port
+    result = second([STREAMTAP, "run", "--listen", "127.0.0.1:0", "--certs", str(tmp_path / "certs"),
+                     "--api-socket", str(tmp_path / "api.sock"), "--api-listen", f"127.0.0.1:{port}"], tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 1 and "Traceback" not in output, output
     assert f"cannot serve the API: --api-listen 127.0.0.1:{port}: Address already in use" in output, output

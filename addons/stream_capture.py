@@ -9,4 +9,4 @@ from proxy_core.addons import default_addons
 from proxy_core.contentview import register
 
 register()  # the "streamtap" contentview, for mitmproxy and mitmweb
-addons = default_addons()
+addons = default_addons(standalone=True)

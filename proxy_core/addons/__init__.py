@@ -14,7 +14,8 @@ from .upstream import UpstreamProxies
 __all__ = ["ApiServer", "Captures", "ConfigFile", "Routing", "StreamCapture", "UpstreamProxies", "default_addons"]
 
 
-def default_addons(hub: Hub | None = None) -> list[object]:
+def default_addons(hub: Hub | None = None, standalone: bool = False) -> list[object]:
+    """`standalone`: for the addon script, which gives mitmproxy streamtap run's defaults."""
     hub = hub or Hub()
     # Order matters at shutdown: streams are aborted, then written, then readers flushed.
-    return [ConfigFile(), Routing(), UpstreamProxies(), StreamCapture(hub), Captures(hub), ApiServer(hub)]
+    return [ConfigFile(standalone), Routing(), UpstreamProxies(), StreamCapture(hub), Captures(hub), ApiServer(hub)]

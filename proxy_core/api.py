@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import tornado.iostream
@@ -27,25 +28,80 @@ EVENT_TYPES = frozenset(PAYLOADS) | {"gap", "cutoff", "restart"}
 STREAM_STATES = ("active", "ended", "aborted", "error")
 
 
+STALL_SECONDS = 60.0  # a reader whose socket takes nothing for this long is closed
+CLIENT_HEADER = "X-Streamtap-Client"  # not CORS-simple: a cross-site form cannot send it
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may use a listener. The Unix socket (0600) is private already: `hosts` None.
+    A TCP listener answers only under its own names (no DNS rebinding), only to its own
+    page or to origins the user allowed (no cross-site reads), and with a token."""
+
+    hosts: frozenset[str] | None = None  # allowed Host headers, lower-case, with port
+    origins: frozenset[str] = frozenset()  # origins allowed to read it cross-origin (CORS)
+    token: str | None = None
+    max_readers: int = 0  # 0: no cap
+
+
 class BaseHandler(tornado.web.RequestHandler):
     hub: Hub
-    token: str | None
+    access: Access
     max_lag: int
     PARAMS: frozenset[str] = frozenset()  # the query parameters this endpoint knows
+    NEEDS_TOKEN = True
 
-    def initialize(self, hub: Hub, token: str | None = None, max_lag: int = 10_000) -> None:
+    def initialize(self, hub: Hub, access: Access | None = None, max_lag: int = 10_000,
+                   stall_seconds: float = STALL_SECONDS) -> None:
         self.hub = hub
-        self.token = token
+        self.access = access or Access()
+        self.token = self.access.token
         self.max_lag = max_lag
+        self.stall_seconds = stall_seconds
 
     def prepare(self) -> None:
         self.set_header("X-Streamtap-Instance", self.hub.instance)
+        self.check_access()
+        if self.NEEDS_TOKEN and self.request.method != "OPTIONS":  # a preflight carries no token
+            self.check_token()
+        self.check_params()
+
+    def check_access(self) -> None:
+        access = self.access
+        if access.hosts is None:
+            return
+        host = self.request.headers.get("Host", "").lower()
+        if host not in access.hosts:
+            self.hub.metrics.api_refused["host"] += 1
+            raise ApiError(421, f"Host {host or '(none)'!r} is not this API's address (DNS rebinding?); "
+                                "a name of your own goes in api.allowed_hosts")
+        origin = self.request.headers.get("Origin")
+        if origin is not None and origin != f"http://{host}":
+            if origin not in access.origins:
+                self.hub.metrics.api_refused["origin"] += 1
+                raise ApiError(403, f"Origin {origin!r} may not use this API (only its own page; "
+                                    "api.allowed_origins lists others)")
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+        elif origin is None and self.request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+            # An <img> or <script> of another site: no Origin header, but the browser says so.
+            if self.request.headers.get("Sec-Fetch-Mode") != "navigate" or self.NEEDS_TOKEN:
+                self.hub.metrics.api_refused["origin"] += 1
+                raise ApiError(403, "a request from another site may not use this API")
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") and not self.token:
+            # Changing state without a token: only from a program (or the page) that sends
+            # a header a cross-site form cannot.
+            if CLIENT_HEADER not in self.request.headers:
+                self.hub.metrics.api_refused["csrf"] += 1
+                raise ApiError(403, f"{self.request.method} needs the token or an {CLIENT_HEADER} header")
+
+    def check_token(self) -> None:
         if self.token:
             # EventSource cannot send headers: the live page passes ?token= instead.
             given = self.request.headers.get("Authorization", "")
@@ -53,10 +109,29 @@ class BaseHandler(tornado.web.RequestHandler):
                 given = f"Bearer {query_token}"
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 self.set_header("WWW-Authenticate", 'Bearer realm="streamtap"')
+                self.hub.metrics.api_refused["token"] += 1
                 raise ApiError(401, "missing or wrong bearer token")
-        self.check_params()
+
+    def options(self, *args: str) -> None:
+        """CORS preflight, answered only for the origins the user allowed (check_access
+        has refused the others)."""
+        if "Access-Control-Allow-Origin" not in self._headers:
+            raise ApiError(405, "OPTIONS is for cross-origin requests from api.allowed_origins")
+        self.set_header("Access-Control-Allow-Methods", "GET, DELETE")
+        self.set_header("Access-Control-Allow-Headers", f"Authorization, Last-Event-ID, {CLIENT_HEADER}")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
+
+    def admit_reader(self) -> None:
+        cap = self.access.max_readers
+        if cap and self.hub.subscribers >= cap:
+            self.hub.metrics.api_refused["readers"] += 1
+            raise ApiError(503, f"too many API readers ({cap}); close one, or raise api.max_readers")
 
     def check_params(self) -> None:
+        if self.request.method == "OPTIONS":
+            return
         # A misspelt parameter must not be ignored: `typse=` would follow everything.
         unknown = sorted(set(self.request.query_arguments) - self.PARAMS - {"token"})
         if unknown:
@@ -152,6 +227,7 @@ class EventStreamMixin(BaseHandler):
         EventPump (see pump.py) that the hub drives as it publishes. With `stream`, only
         that stream's events, read through its index, up to its terminal event."""
         ndjson = self.wants_ndjson()
+        self.admit_reader()
         self.set_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")
@@ -167,12 +243,18 @@ class EventStreamMixin(BaseHandler):
             await self.flush()  # headers now: a follower knows it is connected
             self.hub.pumps.add(pump)
             pump.pump()
+            tick = min(KEEPALIVE_SECONDS, self.stall_seconds)
             while not pump.done.done():
+                if pump.stalled_for() > self.stall_seconds:
+                    # Its socket took nothing for that long: free the connection (it can resume).
+                    self.hub.metrics.api_refused["stalled"] += 1
+                    pump.abandon()
+                    break
                 quiet = time.monotonic() - pump.last_write
                 if quiet >= KEEPALIVE_SECONDS:
                     pump.keepalive()
                     quiet = 0.0
-                await asyncio.wait({pump.done}, timeout=KEEPALIVE_SECONDS - quiet)
+                await asyncio.wait({pump.done}, timeout=min(tick, KEEPALIVE_SECONDS - quiet))
         except tornado.iostream.StreamClosedError:
             return
         finally:
@@ -277,6 +359,14 @@ class NextStreamHandler(EventStreamMixin):
         host = self.get_query_argument("host", None)
         tag = self.get_query_argument("tag", None)
         timeout = self.float_arg("timeout", 30.0)
+        self.admit_reader()
+        self.hub.subscribers += 1
+        try:
+            await self._wait_for_stream(host, tag, timeout)
+        finally:
+            self.hub.subscribers -= 1
+
+    async def _wait_for_stream(self, host: str | None, tag: str | None, timeout: float) -> None:
         deadline = self.hub.clock() + timeout
         cursor = self.int_arg("after", self.hub.last_offset)  # default: streams from now on
         while not self._gone and not self.hub.closed:
@@ -316,8 +406,7 @@ class PageHandler(BaseHandler):
     """GET /: the live page. The page itself holds no data (it reads /v1/events), so it
     needs no token; its EventSource does."""
 
-    def prepare(self) -> None:
-        self.set_header("X-Streamtap-Instance", self.hub.instance)
+    NEEDS_TOKEN = False
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -328,11 +417,14 @@ class PageHandler(BaseHandler):
         self.finish(PAGE)
 
 
-class PacHandler(tornado.web.RequestHandler):
+class PacHandler(BaseHandler):
     """GET /proxy.pac: no token needed, as browsers cannot send one; it tells only which
     hosts go through the proxy."""
 
-    def initialize(self, pac: Callable[[], str]) -> None:
+    NEEDS_TOKEN = False
+
+    def initialize(self, pac: Callable[[], str], **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(**kwargs)
         self.pac = pac
 
     def get(self) -> None:
@@ -342,13 +434,14 @@ class PacHandler(tornado.web.RequestHandler):
 
 def make_app(
     hub: Hub,
-    token: str | None = None,
+    access: Access | None = None,
     max_lag: int = 10_000,
     pac: Callable[[], str] | None = None,
     readiness: Callable[[], dict[str, Any]] | None = None,
+    stall_seconds: float = STALL_SECONDS,
 ) -> tornado.web.Application:
-    kwargs = {"hub": hub, "token": token, "max_lag": max_lag}
-    extra = [(r"/proxy.pac", PacHandler, {"pac": pac})] if pac is not None else []
+    kwargs = {"hub": hub, "access": access or Access(), "max_lag": max_lag, "stall_seconds": stall_seconds}
+    extra = [(r"/proxy.pac", PacHandler, {**kwargs, "pac": pac})] if pac is not None else []
     return tornado.web.Application(
         [
             *extra,

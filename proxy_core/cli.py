@@ -52,7 +52,10 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", metavar="HOST:PORT", help="proxy address (default 127.0.0.1:8080)")
     run.add_argument("--certs", metavar="DIR", help="CA directory (default certs)")
     run.add_argument("--api-socket", metavar="PATH", help="API Unix socket (default run/streamtap.sock)")
-    run.add_argument("--api-listen", metavar="HOST:PORT", help="also serve the API on loopback TCP")
+    run.add_argument("--api-listen", metavar="HOST:PORT",
+                     help="also serve the API on loopback TCP (with a token, generated into run/api-token)")
+    run.add_argument("--api-token", metavar="TOKEN|off",
+                     help="the TCP API's bearer token (default: generated; off: none, for a trusted machine)")
     run.add_argument(
         "--route",
         action="append",
@@ -133,6 +136,9 @@ and exit 1.""",
     env.add_argument("--config", metavar="FILE", help="take proxy.listen and certs_dir from this configuration")
     env.add_argument("--certs", metavar="DIR", help="CA directory (default certs; a CA is made there if there is none)")
     env.add_argument("--listen", metavar="HOST:PORT", help="the proxy address to export (default 127.0.0.1:8080)")
+    env.add_argument("--api-socket", metavar="PATH", help="the API socket to export (default run/streamtap.sock)")
+    env.add_argument("--api-listen", metavar="HOST:PORT",
+                     help="the TCP API to export, with its token file (STREAMTAP_API_URL, STREAMTAP_API_TOKEN_FILE)")
     env.add_argument("--shell", choices=["sh", "fish", "powershell"], default="sh",
                      help="the syntax of the exports (default sh, for bash and zsh too)")
     env.set_defaults(func=cmd_env)
@@ -171,8 +177,11 @@ and exit 1.""",
                           description="Follow the events on the API socket: the answers as they stream, one "
                           "header line per stream, tool calls, ends and notices on lines of their own "
                           "(--json: the events themselves).")
-    tail.add_argument("--api-socket", metavar="PATH", default="run/streamtap.sock",
-                      help="the API socket to follow (default run/streamtap.sock)")
+    tail.add_argument("--api-socket", metavar="PATH", default=None,
+                      help="the API socket to follow (default $STREAMTAP_API_SOCKET or run/streamtap.sock)")
+    tail.add_argument("--api-url", metavar="http://HOST:PORT", default=None,
+                      help="follow a TCP API instead (default $STREAMTAP_API_URL; its token is read from "
+                           "$STREAMTAP_API_TOKEN, $STREAMTAP_API_TOKEN_FILE or the api-token file beside the socket)")
     tail.add_argument("--since", default="now", metavar="now|OFFSET",
                       help="'now' (default): only the events from now on; an offset: the events after it "
                            "(0: everything still buffered)")
@@ -193,6 +202,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
         cfg.api_socket = args.api_socket
     if getattr(args, "api_listen", None):
         cfg.api_listen = args.api_listen
+    if getattr(args, "api_token", None):
+        cfg.api_token = args.api_token
     if getattr(args, "upstream_proxy", None):
         cfg.upstream_proxies = [u.strip() for u in args.upstream_proxy.split(",") if u.strip()]
     if getattr(args, "upstream_ca", None):
@@ -394,6 +405,8 @@ def _warn_on_stale_constraints(cfg: Config, ca_cert: Path) -> None:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
+    from .addons.api_server import parse_listen
+    from .api_token import token_path
     from .bundle import BundleError, client_bundle
     from .ca import ensure_ca
 
@@ -418,6 +431,14 @@ def cmd_env(args: argparse.Namespace) -> int:
         "CURL_CA_BUNDLE": bundle,
         "NODE_EXTRA_CA_CERTS": str(ca),  # Node adds it to its own store
     }
+    # Where streamtap's own clients (tail, the Python client) find the API.
+    if cfg.api_socket:
+        exports["STREAMTAP_API_SOCKET"] = str(Path(cfg.api_socket).resolve())
+    if cfg.api_listen:
+        host, port = parse_listen(cfg.api_listen)
+        exports["STREAMTAP_API_URL"] = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        if cfg.api_token is None:  # generated: the file holds it (an explicit token is yours to pass)
+            exports["STREAMTAP_API_TOKEN_FILE"] = str(token_path(cfg.api_socket).resolve())
     for name, value in exports.items():
         if args.shell == "fish":
             print(f"set -gx {name} {shlex.quote(value)}")
@@ -474,8 +495,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
     since: int | str = args.since if args.since == "now" else int(args.since)
     try:
-        asyncio.run(_tail(args.api_socket, since, args.json))
-    except StreamtapError as e:
+        asyncio.run(_tail(args.api_socket, args.api_url, since, args.json))
+    except (StreamtapError, ValueError) as e:
         print(f"streamtap: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:
@@ -483,15 +504,15 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _tail(socket_path: str, since: int | str, raw: bool) -> None:
+async def _tail(socket_path: str | None, url: str | None, since: int | str, raw: bool) -> None:
     from .client import StreamtapClient
     from .events import dumps
     from .tailview import TailView
 
     view = TailView(colour=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
-    if not raw:  # on stderr: standard output stays the events alone
-        print(f"streamtap tail: waiting for streams on unix:{socket_path} (Ctrl-C stops)", file=sys.stderr, flush=True)
-    async with StreamtapClient(socket_path) as tap:
+    async with StreamtapClient(socket_path, url=url) as tap:
+        if not raw:  # on stderr: standard output stays the events alone
+            print(f"streamtap tail: waiting for streams on {tap.where} (Ctrl-C stops)", file=sys.stderr, flush=True)
         async for event in tap.events(since=since):
             if raw:  # the API's own bytes: events.dumps re-encodes a parsed event to exactly them
                 sys.stdout.buffer.write(dumps(event) + b"\n")

@@ -1,8 +1,8 @@
-"""Clients for the streamtap API on its Unix socket.
+"""Clients for the streamtap API, on its Unix socket or its TCP listener.
 
 The async client is the one to use in programs:
 
-    async with StreamtapClient("run/streamtap.sock") as tap:
+    async with StreamtapClient("run/streamtap.sock") as tap:   # or url="http://127.0.0.1:8081"
         stream = await tap.next_stream(host="api.openai.com", timeout=30)
         async for ev in tap.events(stream=stream["id"]):
             ...
@@ -11,6 +11,10 @@ The async client is the one to use in programs:
 `events()` reconnects by itself and resumes from the last offset it delivered: every
 event arrives once, in order; events the server no longer holds are announced by a
 `gap` event, and a restarted server by a `restart` event. HTTP is spoken with h11.
+
+Without arguments it reads STREAMTAP_API_URL or STREAMTAP_API_SOCKET (as `streamtap env`
+exports them), and over TCP the token from STREAMTAP_API_TOKEN, STREAMTAP_API_TOKEN_FILE
+or the api-token file streamtap generated beside the socket.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ import asyncio
 import contextlib
 import http.client
 import json
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import h11
 
-DEFAULT_SOCKET = "run/streamtap.sock"
+from .api_token import DEFAULT_SOCKET, read_token, token_path
+
+CLIENT_HEADER = ("X-Streamtap-Client", "python")  # lets a tokenless TCP API accept DELETE
 
 
 class StreamtapError(Exception):
@@ -50,15 +58,17 @@ class StreamNotFound(StreamtapHTTPError):
 
 
 class _Connection:
-    """One HTTP/1.1 exchange over the Unix socket."""
+    """One HTTP/1.1 exchange with the API."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 headers: list[tuple[str, str]]) -> None:
         self.reader = reader
         self.writer = writer
+        self.headers = headers  # Host, and the token over TCP
         self.h11 = h11.Connection(h11.CLIENT)
 
     async def send(self, method: str, target: str, headers: list[tuple[str, str]]) -> h11.Response:
-        request = h11.Request(method=method, target=target, headers=[("Host", "streamtap"), *headers])
+        request = h11.Request(method=method, target=target, headers=[*self.headers, CLIENT_HEADER, *headers])
         self.writer.write(self.h11.send(request))
         self.writer.write(self.h11.send(h11.EndOfMessage()))
         await self.writer.drain()
@@ -96,12 +106,27 @@ class _Connection:
 class StreamtapClient:
     def __init__(
         self,
-        socket_path: str = DEFAULT_SOCKET,
+        socket_path: str | None = None,
         *,
+        url: str | None = None,
+        token: str | None = None,
         connect_timeout: float = 5.0,
         reconnect_timeout: float = 30.0,
     ) -> None:
-        self.socket_path = socket_path
+        if socket_path is None and url is None:
+            url = os.environ.get("STREAMTAP_API_URL") or None
+        self.socket_path = socket_path or os.environ.get("STREAMTAP_API_SOCKET") or DEFAULT_SOCKET
+        self.url = url.rstrip("/") if url else None
+        self._headers = [("Host", "streamtap")]
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme != "http" or not parts.hostname or not parts.port:
+                raise ValueError(f"url: expected http://HOST:PORT, got {url!r}")
+            self._address = (parts.hostname, parts.port)
+            self._headers = [("Host", parts.netloc)]
+            token = token or _token_from_environment(self.socket_path)
+            if token:
+                self._headers.append(("Authorization", f"Bearer {token}"))
         self.connect_timeout = connect_timeout
         self.reconnect_timeout = reconnect_timeout
         self._open: set[_Connection] = set()
@@ -239,19 +264,23 @@ class StreamtapClient:
                 conn.close()
                 self._open.discard(conn)
             if failing_since and time.monotonic() - failing_since > self.reconnect_timeout:
-                raise StreamtapUnavailable(f"lost the API at {self.socket_path} and could not reconnect")
+                raise StreamtapUnavailable(f"lost the API at {self.where} and could not reconnect")
             await asyncio.sleep(0.05)
 
     # ---------------------------------------------------------------------------------
 
+    @property
+    def where(self) -> str:
+        return self.url or f"unix:{self.socket_path}"
+
     async def _connect(self) -> _Connection:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(self.socket_path), self.connect_timeout
-            )
+            opening = (asyncio.open_connection(*self._address) if self.url is not None
+                       else asyncio.open_unix_connection(self.socket_path))
+            reader, writer = await asyncio.wait_for(opening, self.connect_timeout)
         except (OSError, TimeoutError) as e:
-            raise StreamtapUnavailable(f"cannot connect to the API at {self.socket_path}: {e}") from None
-        conn = _Connection(reader, writer)
+            raise StreamtapUnavailable(f"cannot connect to the API at {self.where}: {e}") from None
+        conn = _Connection(reader, writer, self._headers)
         self._open.add(conn)
         return conn
 
@@ -279,6 +308,13 @@ class StreamtapClient:
         if status >= 400:
             raise StreamtapHTTPError(status, _error_text(body))
         return json.loads(body)
+
+
+def _token_from_environment(socket_path: str) -> str | None:
+    if token := os.environ.get("STREAMTAP_API_TOKEN"):
+        return token
+    path = os.environ.get("STREAMTAP_API_TOKEN_FILE")
+    return read_token(Path(path) if path else token_path(socket_path))
 
 
 def _header(response: h11.Response, name: str) -> str | None:

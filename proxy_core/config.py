@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .addons.api_server import is_loopback, parse_listen
+from .addons.api_server import DEFAULT_MAX_READERS, is_loopback, origin_problem, parse_listen
 from .addons.routing import parse_connect_to
+from .api_token import OFF
 from .coalesce import DEFAULT_DECODE_WINDOW, MAX_DECODE_WINDOW
 from .hub import DEFAULT_MESSAGE_CHARS
 from .routes import DEFAULT_ROUTES, Route, RouteError, make_route
@@ -33,7 +34,10 @@ class Config:
     certs_dir: str = "certs"
     api_socket: str = "run/streamtap.sock"
     api_listen: str | None = None
-    api_token: str | None = None
+    api_token: str | None = None  # None: generated for a TCP listener; "off": none
+    api_allowed_hosts: list[str] = field(default_factory=list)
+    api_allowed_origins: list[str] = field(default_factory=list)
+    api_max_readers: int = DEFAULT_MAX_READERS
     buffer_events: int = 100_000
     max_message_chars: int = DEFAULT_MESSAGE_CHARS
     idle_timeout: float = 60
@@ -61,7 +65,7 @@ class Config:
             )
         if self.api_listen:
             api_host, _ = _listen("api.listen", self.api_listen)
-            if not is_loopback(api_host) and not self.api_token:
+            if not is_loopback(api_host) and self.api_token in (None, OFF):
                 raise ConfigError(f"api.listen: {api_host} is not loopback; set api.token to listen there")
 
     def to_options(self) -> dict[str, Any]:
@@ -82,6 +86,9 @@ class Config:
             "streamtap_api_socket": self.api_socket,
             "streamtap_api_listen": self.api_listen or "",
             "streamtap_api_token": self.api_token or "",
+            "streamtap_api_allowed_hosts": list(self.api_allowed_hosts),
+            "streamtap_api_allowed_origins": list(self.api_allowed_origins),
+            "streamtap_api_max_readers": self.api_max_readers,
             "streamtap_buffer_events": self.buffer_events,
             "streamtap_max_message_chars": self.max_message_chars,
             "streamtap_max_event_bytes": self.max_event_bytes,
@@ -100,7 +107,8 @@ SCHEMA: dict[str, Any] = {
               "upstream_ca": str},
     "certs_dir": str,
     "ca": {"name_constraints": bool},
-    "api": {"socket": str, "listen": str, "token": str},
+    "api": {"socket": str, "listen": str, "token": (str, bool), "allowed_hosts": list, "allowed_origins": list,
+            "max_readers": int},
     "capture": {
         "buffer_events": int,
         "max_message_chars": int,
@@ -157,7 +165,16 @@ def config_from_dict(data: Any) -> Config:
     if "socket" in api:
         cfg.api_socket = api["socket"] or ""
     cfg.api_listen = api.get("listen") or None
-    cfg.api_token = api.get("token") or None
+    cfg.api_token = _api_token(api.get("token"))
+    cfg.api_allowed_hosts = _strings("api.allowed_hosts", api.get("allowed_hosts") or [])
+    cfg.api_allowed_origins = _strings("api.allowed_origins", api.get("allowed_origins") or [])
+    for origin in cfg.api_allowed_origins:
+        if problem := origin_problem(origin):
+            raise ConfigError(f"api.allowed_origins: {problem}")
+    if "max_readers" in api:
+        cfg.api_max_readers = api["max_readers"]
+        if cfg.api_max_readers < 0:
+            raise ConfigError("api.max_readers: must be 0 (no cap) or more")
     if "buffer_events" in capture:
         cfg.buffer_events = _positive("capture.buffer_events", capture["buffer_events"])
     if "max_message_chars" in capture:
@@ -182,6 +199,21 @@ def config_from_dict(data: Any) -> Config:
     return cfg
 
 
+def _api_token(value: str | bool | None) -> str | None:
+    """api.token: a token; unset for a generated one; false (or "off") for none."""
+    if value is False or value == OFF:
+        return OFF
+    if value is True:
+        raise ConfigError("api.token: a token string, or false for none (unset: a generated one)")
+    return value or None
+
+
+def _strings(key: str, values: list[Any]) -> list[str]:
+    if not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"{key}: expected a list of strings")
+    return list(values)
+
+
 def _check_keys(data: dict[str, Any], schema: dict[str, Any], prefix: str) -> None:
     for key, value in data.items():
         name = f"{prefix}{key}"
@@ -194,7 +226,9 @@ def _check_keys(data: dict[str, Any], schema: dict[str, Any], prefix: str) -> No
             if not isinstance(value, dict):
                 raise ConfigError(f"{name}: must be a mapping")
             _check_keys(value, expected, f"{name}.")
-        elif not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+        elif not isinstance(value, expected) or (
+            isinstance(value, bool) and bool not in (expected if isinstance(expected, tuple) else (expected,))
+        ):
             kinds = expected if isinstance(expected, tuple) else (expected,)
             names = {"str": "a string", "int": "an integer", "float": "a number", "list": "a list",
                      "dict": "a mapping", "bool": "true or false"}

@@ -18,6 +18,8 @@ class Metrics:
         self.body_bytes = 0
         self.gaps = 0
         self.cutoffs = 0
+        # API requests refused, by reason: host, origin, csrf, token, readers, stalled
+        self.api_refused: Counter[str] = Counter()
         self.tap_buckets = [0] * (len(TAP_BUCKETS) + 1)
         self.tap_sum = 0.0
         self.tap_count = 0
@@ -36,6 +38,9 @@ class Metrics:
 
         family("streamtap_events_total", "counter", "Events published, by type.")
         out += [f'streamtap_events_total{{type="{t}"}} {n}' for t, n in sorted(self.events.items())]
+        family("streamtap_api_refused_total", "counter",
+               "API requests refused (host, origin, csrf, token, readers) and readers closed (stalled).")
+        out += [f'streamtap_api_refused_total{{reason="{r}"}} {n}' for r, n in sorted(self.api_refused.items())]
         family("streamtap_streams_total", "counter", "Finished streams, by provider and outcome.")
         out += [
             f'streamtap_streams_total{{provider="{p}",outcome="{o}"}} {n}'

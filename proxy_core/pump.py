@@ -65,13 +65,17 @@ class EventPump:
         self.last_write = time.monotonic()  # of the last write (the headers, at first)
         self._stream = handler.request.connection.stream  # type: ignore[attr-defined]
         self._newest_at_flush = 0
+        # Since when a flush has been waiting to complete. Never flush again before it
+        # has: tornado completes only the newest flush future of a connection, so a
+        # second one would leave the first's callback, and with it the pump, unrun.
+        self._flushing_since: float | None = None
         self._ended = False  # the reader got everything it asked for
 
     # Called by the hub after publishing, by the handler, and when a flush completes.
     def pump(self) -> None:
         if self.done.done():
             return
-        if self._stream.writing():  # the kernel has not taken the last batch yet
+        if self._flushing_since is not None:  # the kernel has not taken the last batch yet
             if self.follow and self._backlog_since(self._newest_at_flush) > self.max_lag:
                 self._cut_off()
             return  # the flush's completion pumps again
@@ -91,7 +95,7 @@ class EventPump:
 
     def keepalive(self) -> None:
         """A comment line, so proxies and readers see the connection is alive (SSE only)."""
-        if not self.ndjson and not self._stream.writing() and not self.done.done():
+        if not self.ndjson and self._flushing_since is None and not self.done.done():
             self.handler.write(KEEPALIVE)
             self._flush()
 
@@ -157,9 +161,22 @@ class EventPump:
             return
         # Usually the kernel took it all at once and the next pump() can write again
         # at once; if not, this resumes the reader when it has drained.
+        self._flushing_since = self.last_write
         flushed.add_done_callback(self._flushed)
 
+    def stalled_for(self) -> float:
+        """Seconds the last batch written has been waiting for the reader's socket to take it."""
+        if self._flushing_since is None:
+            return 0.0
+        return time.monotonic() - self._flushing_since
+
+    def abandon(self) -> None:
+        """Close a reader that stopped reading; it resumes from its offset if it comes back."""
+        self._stream.close()
+        self.close()
+
     def _flushed(self, flushed: asyncio.Future[None]) -> None:
+        self._flushing_since = None
         if flushed.cancelled() or flushed.exception() is not None:  # the connection closed
             self.close()
             return

@@ -15,6 +15,7 @@ from .addons.api_server import ApiHTTPServer, bind_private_unix_socket
 from .api import make_app
 from .events import StreamStart, payload_from_dict
 from .hub import Hub
+from .redact import redact_headers, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,23 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{number}: not JSON ({e})") from None
         if not isinstance(event, dict):
             raise ValueError(f"{path}:{number}: not an event (a JSON object)")
+        if event.get("type") == "stream.start":
+            _redact(event)
         events.append(event)
     return events
+
+
+def _redact(start: dict[str, Any]) -> None:
+    """Secrets stay masked even in a capture written by hand or by another tool."""
+    for side in ("request", "response"):
+        info = start.get(side)
+        if not isinstance(info, dict):
+            continue
+        if isinstance(info.get("headers"), dict):
+            info["headers"] = redact_headers((str(k), str(v)) for k, v in info["headers"].items())
+        for key in ("url", "path"):
+            if isinstance(info.get(key), str):
+                info[key] = redact_url(info[key])
 
 
 async def serve_capture(events: list[dict[str, Any]], socket_path: Path, speed: float, linger: bool) -> None:

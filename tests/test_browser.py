@@ -290,7 +290,12 @@ def test_live_page_shows_text_as_it_streams(browser_world):
     devtools = browser_world["devtools"]
     proc = browser_world["proc"]
     assert proc.api_port
-    session = open_page(devtools, f"http://127.0.0.1:{proc.api_port}/")  # loopback: not proxied
+    # The TCP API got a generated token (0600, beside the socket); the page takes it from its URL.
+    token_file = Path(browser_world["log_socket"]).parent / "api-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+    assert token not in proc.output  # never logged
+    session = open_page(devtools, f"http://127.0.0.1:{proc.api_port}/?token={token}")  # loopback: not proxied
     wait_for(devtools, session, "document.getElementById('status').textContent === 'live'")
     import subprocess as sp
 

@@ -122,3 +122,16 @@ def test_a_bad_flush_interval_is_refused_at_start(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "streamtap: streamtap_capture_flush_ms: must be 0 or more"
+
+
+def test_a_served_capture_keeps_secrets_masked_even_if_its_file_has_them(tmp_path):
+    """A capture written by hand or by another tool: `replay --serve` masks it as the proxy would."""
+    start = {"type": "stream.start", "offset": 1, "stream": "s1", "seq": 0, "time": 1.0,
+             "request": {"host": "api.openai.com", "url": "https://api.openai.com/v1/x?key=AIzaSECRET",
+                         "path": "/v1/x?key=AIzaSECRET",
+                         "headers": {"Authorization": "Bearer sk-SECRET", "x-goog-api-key": "AIzaSECRET"}},
+             "response": {"status": 200, "headers": {"set-cookie": "session=SECRET"}}}
+    (tmp_path / "c.jsonl").write_text(json.dumps(start) + "\n")
+    [event] = read_capture(tmp_path / "c.jsonl")
+    assert "SECRET" not in json.dumps(event)
+    assert event["request"]["headers"]["authorization"] == "[redacted]"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 STREAMTAP = str(Path(sys.executable).with_name("streamtap"))
@@ -57,6 +58,15 @@ class StreamtapProcess:
             if self.proxy_port and self._api_ready and (self.api_port or not self._want_tcp_api):
                 self._ready.set()
         self._ready.set()
+
+    def wait_for(self, text: str, timeout: float = 10) -> bool:
+        """Whether `text` appears in the output within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return text in self.output
+            time.sleep(0.02)
+        return True
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:

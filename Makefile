@@ -67,6 +67,8 @@ bench: $(STAMP)
 # (pyproject.toml, [tool.deptry]).
 lint: $(STAMP)
 	$(BIN)/ruff check proxy_core addons tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m tests.deps.declared build/deptry
 	$(BIN)/deptry .
 	$(BIN)/deptry tests --exclude '$$^' --ignore DEP002 \

@@ -5,8 +5,8 @@
 Options: `mitmdump -s addons/stream_capture.py --options | grep streamtap_`.
 """
 
-from proxy_core.addons import default_addons
-from proxy_core.contentview import register
+from proxy_core.mitm import default_addons
+from proxy_core.mitm.contentview import register
 
 register()  # the "streamtap" contentview, for mitmproxy and mitmweb
 addons = default_addons(standalone=True)

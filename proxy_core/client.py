@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import os
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import h11
 
-from .api_token import DEFAULT_SOCKET, read_token, token_path
+from proxy_core.config import defaults
+from proxy_core.config.api_token import read_token, token_path
+from proxy_core.hub.notices import restart_event
+from proxy_core.wire.errors import WireError
+from proxy_core.wire.ndjson import NDJSONDecoder
 
 CLIENT_HEADER = ("X-Streamtap-Client", "python")  # lets a tokenless TCP API accept DELETE
 
@@ -115,7 +117,7 @@ class StreamtapClient:
     ) -> None:
         if socket_path is None and url is None:
             url = os.environ.get("STREAMTAP_API_URL") or None
-        self.socket_path = socket_path or os.environ.get("STREAMTAP_API_SOCKET") or DEFAULT_SOCKET
+        self.socket_path = socket_path or os.environ.get("STREAMTAP_API_SOCKET") or defaults.API_SOCKET
         self.url = url.rstrip("/") if url else None
         self._headers = [("Host", "streamtap")]
         if self.url is not None:
@@ -223,41 +225,26 @@ class StreamtapClient:
                 served_by = _header(response, "x-streamtap-instance")
                 if instance is not None and served_by and served_by != instance and last:
                     # A new process: its offsets start again at 1. Say so, and read it from its start.
-                    yield {"type": "restart", "offset": 0, "stream": None, "seq": None, "time": time.time(),
-                           "previous_instance": instance, "instance": served_by, "last_offset_seen": last}
+                    yield restart_event(last, served_by, time.time(), previous_instance=instance)
                     last = 0
                     conn.close()
                     instance = served_by
                     continue
                 instance = served_by or instance
                 failing_since = None
-                buffer = b""
-                cut_off = False
-                async for chunk in conn.body():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if not line.strip():
-                            continue
-                        event = json.loads(line)
-                        kind = event.get("type")
-                        if kind == "cutoff":
-                            cut_off = True  # we fell behind: resume at once from where we are
-                            break
-                        if kind == "gap":
-                            last = max(last, int(event["to"]))
-                            yield event
-                            continue
-                        if kind == "restart":  # the server restarted: its offsets begin again
-                            last = 0
-                            yield event
-                            continue
-                        if event["offset"] <= last:
-                            continue  # already delivered before a reconnect
+                async for event in _ndjson(conn):
+                    kind = event.get("type")
+                    if kind == "cutoff":
+                        break  # we fell behind: resume at once from where we are
+                    if kind == "gap":
+                        last = max(last, int(event["to"]))
+                    elif kind == "restart":  # the server restarted: its offsets begin again
+                        last = 0
+                    elif event["offset"] <= last:
+                        continue  # already delivered before a reconnect
+                    else:
                         last = event["offset"]
-                        yield event
-                    if cut_off:
-                        break
+                    yield event
             except (ConnectionError, OSError, h11.ProtocolError, asyncio.IncompleteReadError):
                 failing_since = failing_since or time.monotonic()
             finally:
@@ -310,6 +297,16 @@ class StreamtapClient:
         return json.loads(body)
 
 
+async def _ndjson(conn: _Connection) -> AsyncIterator[dict[str, Any]]:
+    """The events of an NDJSON response, as they arrive."""
+    lines = NDJSONDecoder(max_event_bytes=1 << 30)  # the server bounds events; this only frames them
+    async for chunk in conn.body():
+        for item in lines.feed(chunk):
+            if isinstance(item, WireError):
+                raise StreamtapError(f"the API sent a line that is not JSON ({item.message})")
+            yield item.value
+
+
 def _token_from_environment(socket_path: str) -> str | None:
     if token := os.environ.get("STREAMTAP_API_TOKEN"):
         return token
@@ -328,47 +325,3 @@ def _error_text(body: bytes) -> str:
     with contextlib.suppress(ValueError):
         return str(json.loads(body).get("error"))
     return body.decode(errors="replace").strip()
-
-
-# A small synchronous client, for scripts and tests. ------------------------------------
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
-def get_json(socket_path: str, path: str, timeout: float = 10) -> Any:
-    conn = UnixHTTPConnection(socket_path, timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read()
-        if resp.status >= 400:
-            raise ConnectionError(f"GET {path}: {resp.status} {body.decode(errors='replace').strip()}")
-        return json.loads(body)
-    finally:
-        conn.close()
-
-
-def follow_events(socket_path: str, since: int | str = 0, **params: str) -> Iterator[dict[str, Any]]:
-    """Events as dicts, following the live stream (NDJSON), without reconnecting."""
-    query = urlencode({"since": since, **params})
-    conn = UnixHTTPConnection(socket_path)
-    try:
-        conn.request("GET", f"/v1/events?{query}", headers={"Accept": "application/x-ndjson"})
-        resp = conn.getresponse()
-        if resp.status >= 400:
-            raise ConnectionError(f"{resp.status} {resp.read().decode(errors='replace').strip()}")
-        for line in resp:
-            if line.strip():
-                yield json.loads(line)
-    finally:
-        conn.close()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .aistudio import AIStudioNormalizer
-from .anthropic import AnthropicNormalizer
-from .base import Normalizer
-from .gemini import GeminiNormalizer
-from .generic import JSONFrames, NDJSONFrames, SSEFrames
-from .openai import OpenAINormalizer
+from proxy_core.providers.aistudio import AIStudioNormalizer
+from proxy_core.providers.anthropic import AnthropicNormalizer
+from proxy_core.providers.base import Normalizer
+from proxy_core.providers.gemini import GeminiNormalizer
+from proxy_core.providers.generic import JSONFrames, NDJSONFrames, SSEFrames
+from proxy_core.providers.openai import OpenAINormalizer
 
 PROVIDERS: dict[str, type[Normalizer]] = {
     "openai": OpenAINormalizer,

@@ -25,9 +25,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ..decoders.json_stream import JsonDocument
-from ..events import Payload, ProviderError, ReasoningDelta, TextDelta, Usage
-from .base import DeferredUsage, Normalizer, as_int, tool_call
+from proxy_core.payloads import Payload, ReasoningDelta, TextDelta, Usage
+from proxy_core.providers.base import DeferredUsage, Normalizer, ProviderError, as_int, tool_call
+from proxy_core.wire.json_stream import JsonDocument
 
 # google.ai.generativelanguage FinishReason, by number.
 FINISH_REASONS = {

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import Payload, ProviderError, ReasoningDelta, TextDelta, Usage
-from .base import Normalizer, as_int, error_message, tool_call
+from proxy_core.payloads import Payload, ReasoningDelta, TextDelta, Usage
+from proxy_core.providers.base import Normalizer, ProviderError, as_int, error_message, tool_call
 
 
 class AnthropicNormalizer(Normalizer):

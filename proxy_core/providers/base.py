@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..decoders.json_stream import JsonDocument
-from ..decoders.sse import ServerSentEvent
-from ..events import DecodeError, Payload, ToolCall, Usage
+from proxy_core.payloads import DecodeError, Payload, ToolCall, Usage
+from proxy_core.wire.json_stream import JsonDocument
+from proxy_core.wire.sse import ServerSentEvent
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderError(Payload):
+    """An error the provider reported inside a 2xx stream: a signal from a normalizer to
+    the tap, never an event. The stream ends with stream.error carrying its message."""
+
+    type: ClassVar[str] = "provider.error"
+    message: str
 
 
 class Normalizer:
@@ -61,7 +71,7 @@ class DeferredUsage:
 
 
 # The scanner `json.loads` itself ends in, for a decoder with the default settings.
-_scan_json_value = json.JSONDecoder().scan_once
+_scan_json_value = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def parse_json(text: str) -> Any:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..decoders.sse import ServerSentEvent
-from ..events import Frame, Payload
-from .base import Normalizer, parse_json
+from proxy_core.payloads import Frame, Payload
+from proxy_core.providers.base import Normalizer, parse_json
+from proxy_core.wire.sse import ServerSentEvent
 
 
 class GenericNormalizer(Normalizer):

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..decoders.sse import ServerSentEvent
-from ..events import Payload, ProviderError, ReasoningDelta, TextDelta, Usage
-from .base import Normalizer, as_int, error_message, tool_call
+from proxy_core.payloads import Payload, ReasoningDelta, TextDelta, Usage
+from proxy_core.providers.base import Normalizer, ProviderError, as_int, error_message, tool_call
+from proxy_core.wire.sse import ServerSentEvent
 
 
 @dataclass(slots=True)

@@ -8,6 +8,6 @@ __main__.py   runs them all against direct, plain mitmdump and streamtap
 capture_kill.py  what a SIGKILL under load costs capture.dir (not part of `make bench`)
 """
 
-from .tap_path import body, run_once
+from tests.bench.tap_path import body, run_once
 
 __all__ = ["body", "run_once"]

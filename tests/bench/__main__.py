@@ -27,9 +27,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..support.pki import make_pki
-from . import replay, tap_path
-from .upstream import big_body
+from tests.bench import replay, tap_path
+from tests.bench.upstream import big_body
+from tests.support.pki import make_pki
 
 BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

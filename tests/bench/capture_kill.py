@@ -20,13 +20,12 @@ import time
 import uuid
 from pathlib import Path
 
-from proxy_core.serve_capture import read_capture
-
-from ..support import fixtures
-from ..support.pki import make_pki
-from ..support.proc import StreamtapProcess
-from ..support.streaming import Follower, StreamingClient
-from ..support.upstream import Reply, Request, Upstream
+from proxy_core.api.serve_capture import read_capture
+from tests.support import fixtures
+from tests.support.pki import make_pki
+from tests.support.proc import StreamtapProcess
+from tests.support.streaming import Follower, StreamingClient
+from tests.support.upstream import Reply, Request, Upstream
 
 HOST = "api.openai.com"
 BODY = fixtures.openai_chat_text(parts=fixtures.ANSWER_PARTS * 4000).body  # 24,000 deltas

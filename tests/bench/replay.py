@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from proxy_core.addons.api_server import ApiHTTPServer, bind_private_unix_socket
-from proxy_core.api import make_app
-from proxy_core.events import StreamEnd, TextDelta
-from proxy_core.hub import Hub
+from proxy_core.api.handlers import make_app
+from proxy_core.api.server import ApiHTTPServer, bind_private_unix_socket
+from proxy_core.hub.hub import Hub
+from proxy_core.payloads import StreamEnd, TextDelta
 
 STREAMS = 200
 MINE = 500  # events of the stream replayed

@@ -14,7 +14,7 @@ import time
 
 import h11
 
-from .load import Markers
+from tests.bench.load import Markers
 
 STREAM_END = b'"type":"stream.end"'
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import sys
 import time
 
-from proxy_core.hub import Hub
-from proxy_core.tap import StreamTap
-
-from ..support.fixtures import encode, header_for, openai_chat_text
+from proxy_core.hub.hub import Hub
+from proxy_core.pipeline.tap import StreamTap
+from tests.support.fixtures import encode, header_for, openai_chat_text
 
 REPEAT = 400  # the fixture's answer, 400 times over: ~1.2 MB of SSE
 

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from proxy_core.client import follow_events
+from ..support.api_http import follow_events
 
 
 class StreamingClient(threading.Thread):

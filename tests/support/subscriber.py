@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from proxy_core.client import follow_events
+from ..support.api_http import follow_events
 
 TERMINAL = {"stream.end", "stream.abort", "stream.error"}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import h11
 
-from .pki import TestPKI
+from tests.support.pki import TestPKI
 
 
 @dataclass

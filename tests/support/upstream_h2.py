@@ -10,8 +10,8 @@ from collections.abc import Callable
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from .pki import TestPKI
-from .upstream import Reply, Request
+from tests.support.pki import TestPKI
+from tests.support.upstream import Reply, Request
 
 
 class H2Upstream:

@@ -1,0 +1,21 @@
+"""The mitmproxy addons of streamtap. `streamtap run` and `mitmdump -s addons/stream_capture.py`
+load the same list."""
+
+from __future__ import annotations
+
+from proxy_core.hub.hub import Hub
+from proxy_core.mitm.api_server import ApiServer
+from proxy_core.mitm.capture_files import Captures
+from proxy_core.mitm.config_file import ConfigFile
+from proxy_core.mitm.routing import Routing
+from proxy_core.mitm.stream_capture import StreamCapture
+from proxy_core.mitm.upstream import UpstreamProxies
+
+__all__ = ["ApiServer", "Captures", "ConfigFile", "Routing", "StreamCapture", "UpstreamProxies", "default_addons"]
+
+
+def default_addons(hub: Hub | None = None, standalone: bool = False) -> list[object]:
+    """`standalone`: for the addon script, which gives mitmproxy streamtap run's defaults."""
+    hub = hub or Hub()
+    # Order matters at shutdown: streams are aborted, then written, then readers flushed.
+    return [ConfigFile(standalone), Routing(), UpstreamProxies(), StreamCapture(hub), Captures(hub), ApiServer(hub)]

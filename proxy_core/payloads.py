@@ -1,0 +1,169 @@
+"""The payloads: what normalizers produce, the data of the event schema.
+
+A payload has no stream, seq or offset: the hub wraps each in an `Envelope`
+(hub/envelope.py) that says where it belongs. docs/events.md documents every field.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+# The hand-written JSON of the hot payloads must be byte for byte what `dumps` gives.
+# It is, for the exact types checked: `_ENCODER` quotes strings with this very
+# function (the C one when available), writes an int as `int.__repr__` and a finite
+# float as `float.__repr__`. A lone surrogate passes through, and `_utf8` escapes it
+# as `dumps` does.
+json_str = json.encoder.encode_basestring
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    type: ClassVar[str] = ""
+    terminal: ClassVar[bool] = False
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _field_names(type(self))}  # type: ignore[arg-type]
+
+    def fields_json(self) -> str | None:
+        """`fields()` as JSON members (`,"name":value...`), for the payloads that come
+        by the thousand; None sends the envelope through the generic encoder."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart(Payload):
+    type: ClassVar[str] = "stream.start"
+    request: dict[str, Any]
+    response: dict[str, Any]
+
+
+def _delta_fields_json(self: TextDelta | ReasoningDelta) -> str | None:
+    """`fields_json` of the deltas, the payloads nearly every event carries."""
+    if type(self.text) is not str or type(self.index) is not int:  # e.g. a bool index, which JSON spells true
+        return None
+    return f',"text":{json_str(self.text)},"index":{self.index}'
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta(Payload):
+    type: ClassVar[str] = "text.delta"
+    text: str
+    index: int = 0
+
+    fields_json = _delta_fields_json
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta(Payload):
+    type: ClassVar[str] = "reasoning.delta"
+    text: str
+    index: int = 0
+
+    fields_json = _delta_fields_json
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall(Payload):
+    """A complete tool call; `arguments` is the parsed JSON object.
+
+    When the provider's argument text is not a JSON object, `arguments` is {} and
+    `raw_arguments` holds the text as sent (a decode.error says why).
+    """
+
+    type: ClassVar[str] = "tool_call"
+    id: str | None
+    name: str | None
+    arguments: dict[str, Any]
+    index: int = 0
+    raw_arguments: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        out = {"id": self.id, "name": self.name, "arguments": self.arguments, "index": self.index}
+        if self.raw_arguments is not None:
+            out["raw_arguments"] = self.raw_arguments
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Usage(Payload):
+    type: ClassVar[str] = "usage"
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame(Payload):
+    """A decoded frame with no richer mapping (generic providers, unknown kinds)."""
+
+    type: ClassVar[str] = "frame"
+    event: str | None
+    data: Any
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeError(Payload):
+    """Something in the stream could not be decoded; the stream itself goes on."""
+
+    type: ClassVar[str] = "decode.error"
+    message: str
+    at_byte: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStall(Payload):
+    type: ClassVar[str] = "stream.stall"
+    idle: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd(Payload):
+    type: ClassVar[str] = "stream.end"
+    terminal: ClassVar[bool] = True
+    status: int
+    finish_reason: str | None
+    totals: dict[str, int]
+    text_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAbort(Payload):
+    type: ClassVar[str] = "stream.abort"
+    terminal: ClassVar[bool] = True
+    by: str
+    message: str
+    totals: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamError(Payload):
+    type: ClassVar[str] = "stream.error"
+    terminal: ClassVar[bool] = True
+    status: int
+    message: str
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    cls.type: cls
+    for cls in (StreamStart, TextDelta, ReasoningDelta, ToolCall, Usage, Frame, DecodeError, StreamStall,
+                StreamEnd, StreamAbort, StreamError)
+}
+
+
+def payload_from_dict(event: dict[str, Any]) -> Payload:
+    """The payload of an event in its JSON form (as the API sends it, or a capture holds it)."""
+    cls = PAYLOADS.get(event.get("type", ""))
+    if cls is None:
+        raise ValueError(f"not a stream event: {event.get('type')!r}")
+    return cls(**{f.name: event[f.name] for f in fields(cls) if f.name in event})

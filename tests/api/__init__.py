@@ -1,0 +1,1 @@
+"""Tests: the API: delivery guarantees and its guards."""

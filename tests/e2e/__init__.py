@@ -1,0 +1,1 @@
+"""Tests: real processes: streamtap run, mitmdump, curl, SDKs, agents, Chromium."""

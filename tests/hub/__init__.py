@@ -1,0 +1,1 @@
+"""Tests: the ring, its index and the hub's bookkeeping."""

@@ -1,0 +1,1 @@
+"""Tests: the addons under mitmproxy's test helpers, flow files, replay, captures."""

@@ -1,0 +1,1 @@
+"""Tests: the CA, trust stores and the client bundle."""

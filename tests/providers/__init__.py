@@ -1,0 +1,1 @@
+"""Tests: the normalizers, through the tap."""

@@ -1,0 +1,1 @@
+"""Tests: framing and content decoding, alone."""

@@ -99,9 +99,10 @@ SCHEMA: dict[str, Any] = {
     "ca": {"name_constraints": bool},
     "api": {"socket": str, "listen": str, "token": (str, bool), "allowed_hosts": list, "allowed_origins": list,
             "max_readers": int},
+    "hub": {"buffer_events": int, "max_message_chars": int},
     "capture": {
-        "buffer_events": int,
-        "max_message_chars": int,
+        "buffer_events": int,  # old place of hub.buffer_events
+        "max_message_chars": int,  # old place of hub.max_message_chars
         "idle_timeout": (int, float),
         "decode_window": (int, float),
         "max_event_bytes": int,
@@ -163,10 +164,11 @@ def config_from_dict(data: Any) -> Config:
             raise ConfigError(f"api.allowed_origins: {problem}")
     if "max_readers" in api:
         cfg.api_max_readers = checks.at_least("api.max_readers", api["max_readers"], 0)
-    if "buffer_events" in capture:
-        cfg.buffer_events = checks.positive("capture.buffer_events", capture["buffer_events"])
-    if "max_message_chars" in capture:
-        cfg.max_message_chars = checks.at_least("capture.max_message_chars", capture["max_message_chars"], 0)
+    hub = _hub_section(data)
+    if "buffer_events" in hub:
+        cfg.buffer_events = checks.positive(hub["buffer_events"][0], hub["buffer_events"][1])
+    if "max_message_chars" in hub:
+        cfg.max_message_chars = checks.at_least(*hub["max_message_chars"], 0)
     if "max_event_bytes" in capture:
         cfg.max_event_bytes = checks.max_event_bytes("capture.max_event_bytes", capture["max_event_bytes"])
     if "idle_timeout" in capture:
@@ -179,6 +181,21 @@ def config_from_dict(data: Any) -> Config:
     cfg.connect_to = _connect_to(data.get("connect_to") or {})
     cfg.check()
     return cfg
+
+
+def _hub_section(data: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """hub.* keys as (key name, value); capture.buffer_events and capture.max_message_chars
+    are their old names, still read (hub.* wins, and naming one both ways is refused)."""
+    out: dict[str, tuple[str, Any]] = {}
+    hub, capture = data.get("hub") or {}, data.get("capture") or {}
+    for key in ("buffer_events", "max_message_chars"):
+        if key in hub and key in capture:
+            raise ConfigError(f"hub.{key}: also given as capture.{key} (its old name): keep one")
+        if key in hub:
+            out[key] = (f"hub.{key}", hub[key])
+        elif key in capture:
+            out[key] = (f"capture.{key}", capture[key])
+    return out
 
 
 def _api_token(value: str | bool | None) -> str | None:

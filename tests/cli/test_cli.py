@@ -52,6 +52,9 @@ def test_ca_path_and_show_with_certs_dir(tmp_path):
         ("proxy: {listen: nowhere}\n", "proxy.listen: 'nowhere' is not HOST:PORT"),
         ("capture: {buffer_events: -1}\n", "capture.buffer_events: must be greater than 0"),
         ("capture: {max_message_chars: -1}\n", "capture.max_message_chars: must be 0 or more"),
+        ("hub: {buffer_events: 0}\n", "hub.buffer_events: must be greater than 0"),
+        ("hub: {max_message_chars: 5}\ncapture: {max_message_chars: 6}\n",
+         "hub.max_message_chars: also given as capture.max_message_chars (its old name): keep one"),
         ("capture: {decode_window: 2}\n", "capture.decode_window: must be between 0 and 0.1 seconds"),
         ("colour: blue\n", "colour: unknown key"),
         ("api: [1, 2]\n", "api: must be a mapping"),
@@ -161,3 +164,12 @@ def test_sigint_shuts_down_cleanly(tmp_path):
     assert (tmp_path / "s.sock").exists()
     assert proc.stop(signal.SIGINT) == 0
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_hub_settings_have_their_own_section_and_the_old_keys_still_work():
+    from proxy_core.config.settings import config_from_dict
+
+    new = config_from_dict({"hub": {"buffer_events": 500, "max_message_chars": 9}})
+    old = config_from_dict({"capture": {"buffer_events": 500, "max_message_chars": 9}})
+    assert (new.buffer_events, new.max_message_chars) == (old.buffer_events, old.max_message_chars) == (500, 9)
+    assert new.to_options()["streamtap_buffer_events"] == 500

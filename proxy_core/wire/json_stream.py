@@ -109,6 +109,8 @@ class JsonStreamDecoder:
         return True
 
     def _scan(self, data: bytes, out: list[JsonDocument | WireError]) -> None:
+        # One loop on purpose: it runs once per structural byte, and moving its branches
+        # into methods cost 10-20% of the throughput (measured at 64 B-16 KiB chunks).
         i, n = 0, len(data)
         start = 0 if self._in_value else -1  # where the current value starts in `data`
         while i < n:

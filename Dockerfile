@@ -27,6 +27,6 @@ EXPOSE 8080
 # The container listens on all its interfaces, so proxy auth is required
 # (STREAMTAP_PROXY_AUTH=USER:PASS); publish the port on the host's loopback.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import sys; from proxy_core.client import get_json; sys.exit(get_json('/run/streamtap/streamtap.sock', '/healthz', timeout=2)['status'] != 'ok')"]
+  CMD ["python", "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect('/run/streamtap/streamtap.sock'); s.sendall(b'GET /healthz HTTP/1.0\\r\\n\\r\\n'); d = b''.join(iter(lambda: s.recv(65536), b'')); sys.exit(b' 200 ' not in d.split(b'\\r\\n', 1)[0])"]
 
 ENTRYPOINT ["sh", "-c", "exec streamtap run --listen 0.0.0.0:8080 --proxy-auth \"${STREAMTAP_PROXY_AUTH:?set STREAMTAP_PROXY_AUTH=USER:PASS}\" --certs /data/certs --api-socket /run/streamtap/streamtap.sock --log-format json \"$@\"", "streamtap"]

@@ -77,8 +77,8 @@ lint: $(STAMP)
 # Re-resolve the locks from setup.cfg (keeping what is pinned where it still fits),
 # install the result and test it. `make upgrade` moves every pin to the newest allowed.
 lock: $(STAMP)
-	$(UV_COMPILE) $(UV_ARGS) setup.cfg requirements/lock.in -o requirements/runtime.lock
-	$(UV_COMPILE) $(UV_ARGS) setup.cfg requirements/lock.in requirements/tools.in --extra test \
+	$(UV_COMPILE) $(UV_ARGS) setup.cfg requirements/lock.in --extra sinks -o requirements/runtime.lock
+	$(UV_COMPILE) $(UV_ARGS) setup.cfg requirements/lock.in requirements/tools.in --extra test --extra sinks \
 	  -c requirements/runtime.lock -o requirements/dev.lock
 	$(UV_COMPILE) requirements/bootstrap.in -c requirements/dev.lock -o requirements/bootstrap.lock
 	$(MAKE) install test
@@ -98,7 +98,7 @@ LOWEST := build/venv-lowest
 check-deps-lowest: $(STAMP)
 	@$(NEED_PYTHON); rm -rf $(LOWEST); $(UV) venv --quiet --python "$$py" $(LOWEST)
 	$(UV) pip compile --quiet --resolution lowest-direct --python $(LOWEST)/bin/python --no-cache \
-	  --index-url https://pypi.org/simple setup.cfg --extra test -o build/lowest.txt
+	  --index-url https://pypi.org/simple setup.cfg --extra test --extra sinks -o build/lowest.txt
 	$(UV) pip sync --quiet --python $(LOWEST)/bin/python build/lowest.txt
 	$(UV) pip install --quiet --python $(LOWEST)/bin/python --no-deps -e .
 	$(LOWEST)/bin/python -m pytest -q -n $(WORKERS) -p no:cacheprovider $(ARGS)

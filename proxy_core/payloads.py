@@ -41,9 +41,15 @@ class Payload:
 
 @dataclass(frozen=True, slots=True)
 class StreamStart(Payload):
+    """`transport`: "http", or "websocket" for an answer on a WebSocket, whose
+    `connection` (the same for every answer on that WebSocket) is then set."""
+
     type: ClassVar[str] = "stream.start"
     request: dict[str, Any]
     response: dict[str, Any]
+    transport: str = "http"
+    connection: str | None = None
+    instance: str = ""  # the streamtap process (its hub): with the stream id, unique across a fleet
 
 
 def _delta_fields_json(self: TextDelta | ReasoningDelta) -> str | None:
@@ -85,11 +91,14 @@ class ToolCall(Payload):
     arguments: dict[str, Any]
     index: int = 0
     raw_arguments: str | None = None
+    server: bool = False  # run by the provider itself (server_tool_use, executableCode): not the client's to run
 
     def fields(self) -> dict[str, Any]:
         out = {"id": self.id, "name": self.name, "arguments": self.arguments, "index": self.index}
         if self.raw_arguments is not None:
             out["raw_arguments"] = self.raw_arguments
+        if self.server:
+            out["server"] = True
         return out
 
 
@@ -99,6 +108,74 @@ class Usage(Payload):
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalDelta(Payload):
+    """Text the model wrote to refuse (OpenAI's `refusal`), kept apart from the answer."""
+
+    type: ClassVar[str] = "refusal.delta"
+    text: str
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult(Payload):
+    """The result of a tool the provider ran itself (web search, web fetch, code
+    execution, MCP ...): `kind` is the provider's block or item type, `content` its JSON
+    as sent (bounded by the event size limit), `id` the call it answers."""
+
+    type: ClassVar[str] = "tool_result"
+    id: str | None
+    kind: str
+    content: Any
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Citation(Payload):
+    """A source the answer cites (Anthropic citations, Responses annotations, Gemini
+    grounding and citation metadata): the provider's JSON, under its `kind`."""
+
+    type: ClassVar[str] = "citation"
+    kind: str
+    data: Any
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Signature(Payload):
+    """An opaque blob a client must send back with the conversation (a thinking block's
+    signature, redacted thinking, Gemini's thoughtSignature, encrypted reasoning); never
+    part of the text or reasoning."""
+
+    type: ClassVar[str] = "signature"
+    kind: str
+    value: str
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Media(Payload):
+    """Media in the answer (an inline image or audio, a file reference): counted, never
+    stored. `size` is the decoded size in bytes of inline data, null for a reference."""
+
+    type: ClassVar[str] = "media"
+    kind: str
+    mime_type: str | None
+    size: int | None
+    uri: str | None = None
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent(Payload):
+    """A provider event, block, part or item the normalizer does not know: its type and
+    its JSON as sent, so nothing is dropped silently."""
+
+    type: ClassVar[str] = "provider.event"
+    provider_type: str
+    data: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +233,8 @@ class StreamError(Payload):
 
 PAYLOADS: dict[str, type[Payload]] = {
     cls.type: cls
-    for cls in (StreamStart, TextDelta, ReasoningDelta, ToolCall, Usage, Frame, DecodeError, StreamStall,
-                StreamEnd, StreamAbort, StreamError)
+    for cls in (StreamStart, TextDelta, ReasoningDelta, ToolCall, Usage, RefusalDelta, ToolResult, Citation,
+                Signature, Media, ProviderEvent, Frame, DecodeError, StreamStall, StreamEnd, StreamAbort, StreamError)
 }
 
 

@@ -356,7 +356,8 @@ class StreamHandler(BaseHandler):
 
 class NextStreamHandler(EventStreamMixin):
     """The first stream matching host= and tag= that starts after this request arrived:
-    a program that triggers a request can wait for exactly its own answer."""
+    a program that triggers a request can wait for exactly its own answer. Warm-ups
+    (`request.warmup`) are never that answer."""
 
     PARAMS = frozenset({"host", "tag", "timeout", "after"})
 
@@ -383,6 +384,8 @@ class NextStreamHandler(EventStreamMixin):
                     continue
                 record = self.hub.streams.get(env.stream)
                 request = record.request if record else env.to_dict()["request"]
+                if request.get("warmup"):
+                    continue  # a WebSocket warm-up (generate: false) is not a model answer
                 if (host is None or request.get("host") == host) and (tag is None or request.get("tag") == tag):
                     summary = record.summary() if record else {"id": env.stream, "request": request}
                     self.write_json(summary)
@@ -446,6 +449,8 @@ def make_app(
     readiness: Callable[[], dict[str, Any]] | None = None,
     stall_seconds: float = STALL_SECONDS,
 ) -> tornado.web.Application:
+    from proxy_core.api.openai_compat import ChatCompletionsHandler  # it builds on these handlers
+
     kwargs = {"hub": hub, "access": access or Access(), "max_lag": max_lag, "stall_seconds": stall_seconds}
     extra = [(r"/proxy.pac", PacHandler, {**kwargs, "pac": pac})] if pac is not None else []
     return tornado.web.Application(
@@ -459,6 +464,7 @@ def make_app(
             (r"/v1/streams/next", NextStreamHandler, kwargs),
             (r"/v1/streams/([^/]+)", StreamHandler, kwargs),
             (r"/v1/streams/([^/]+)/events", StreamEventsHandler, kwargs),
+            (r"/v1/chat/completions", ChatCompletionsHandler, kwargs),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=kwargs,

@@ -89,7 +89,9 @@ async def serve_capture(events: list[dict[str, Any]], socket_path: Path, speed: 
             previous = event.get("time") or previous
             payload = payload_from_dict(event)
             if isinstance(payload, StreamStart):
-                hub.open_stream(payload.request, payload.response, stream_id=event["stream"])
+                hub.open_stream(payload.request, payload.response, stream_id=event["stream"],
+                                transport=payload.transport, connection=payload.connection,
+                                instance=payload.instance or None)
             else:
                 hub.publish(event["stream"], payload)
         print(f"streamtap: replayed {len(events)} events", flush=True)

@@ -12,8 +12,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_unix_socket
 
 SEND_BUFFER = 256 * 1024  # kernel buffering per API reader: a reader's backlog is bounded here
-# The API takes no request bodies; requests are small and come at once.
-LIMITS = {"max_header_size": 16 * 1024, "max_body_size": 64 * 1024, "idle_connection_timeout": 60.0,
+# Requests are small and come at once; a body is only POST /v1/chat/completions', whose
+# messages (an OpenAI client sends its prompt) are read and ignored.
+LIMITS = {"max_header_size": 16 * 1024, "max_body_size": 8 << 20, "idle_connection_timeout": 60.0,
           "body_timeout": 10.0}
 
 

@@ -44,6 +44,7 @@ PAGE = r"""<!doctype html>
   .status.bad { background: #fde2e2; color: #991b1b; }
   .where { word-break: break-all; } .path { color: #5b6473; }
   .model { color: #7c3aed; }
+  .stream.warmup { opacity: .55; }
   .id { margin-left: auto; color: #9aa3b0; }
   .meta { display: flex; gap: 4px 16px; flex-wrap: wrap; font-size: 12px; margin-top: 3px; }
   [data-label]::before { content: attr(data-label) " "; color: #8a93a3; }
@@ -175,6 +176,10 @@ function addCard(ev) {
   }
   s.f.tag.dataset.label = "tag";
   s.f.status.classList.toggle("bad", response.status >= 400);
+  if (ev.transport === "websocket") {  // one card per answer; the status is its connection's 101
+    s.f.status.textContent = `WebSocket #${request.answer ?? 0}`;
+    if (request.warmup) { el.classList.add("warmup"); s.f.status.textContent += " warm-up"; }
+  }
   const meta = make("div", "meta");
   for (const [name, label] of [["started", "started"], ["duration", "running"], ["ttft", "first token"],
                                ["usage", "tokens"], ["finish", "finish"]]) {

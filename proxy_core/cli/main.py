@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy_core import __version__
+from proxy_core.config.addresses import sink_problem
 from proxy_core.config.routes import RouteError, parse_route
 from proxy_core.config.settings import Config, ConfigError, load_config
 
@@ -66,6 +67,9 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--upstream-proxy", metavar="URL[,URL]",
                      help="send upstream traffic through these HTTP(S) proxies, tried in order")
     run.add_argument("--proxy-auth", metavar="USER:PASS", help="credentials clients must send to the proxy")
+    run.add_argument("--sink", action="append", default=[], metavar="URL",
+                     help="also publish every event to nats://HOST:PORT/PREFIX or redis://HOST:PORT/DB?stream=KEY "
+                          "(repeatable; capture.sinks)")
     run.add_argument("--upstream-ca", metavar="FILE",
                      help="verify upstream certificates against this CA bundle (PEM) instead of the public "
                           "CAs (proxy.upstream_ca)")
@@ -182,6 +186,9 @@ and exit 1.""",
     tail.add_argument("--api-url", metavar="http://HOST:PORT", default=None,
                       help="follow a TCP API instead (default $STREAMTAP_API_URL; its token is read from "
                            "$STREAMTAP_API_TOKEN, $STREAMTAP_API_TOKEN_FILE or the api-token file beside the socket)")
+    tail.add_argument("--from", dest="source", metavar="nats://HOST:PORT/PREFIX", default=None,
+                      help="follow a whole fleet instead: every instance publishing to this NATS sink "
+                           "(each event gains its instance; --since 0: everything the stream holds)")
     tail.add_argument("--since", default="now", metavar="now|OFFSET",
                       help="'now' (default): only the events from now on; an offset: the events after it "
                            "(0: everything still buffered)")
@@ -206,6 +213,10 @@ def resolve_config(args: argparse.Namespace) -> Config:
         cfg.api_token = args.api_token
     if getattr(args, "upstream_proxy", None):
         cfg.upstream_proxies = [u.strip() for u in args.upstream_proxy.split(",") if u.strip()]
+    for url in getattr(args, "sink", []):
+        if problem := sink_problem(url):
+            raise ConfigError(f"--sink: {problem}")
+        cfg.sinks.append(url)
     if getattr(args, "upstream_ca", None):
         cfg.upstream_ca = args.upstream_ca
     if getattr(args, "proxy_auth", None):
@@ -495,8 +506,11 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
     since: int | str = args.since if args.since == "now" else int(args.since)
     try:
-        asyncio.run(_tail(args.api_socket, args.api_url, since, args.json))
-    except (StreamtapError, ValueError) as e:
+        if args.source:
+            asyncio.run(_tail_fleet(args.source, since, args.json))
+        else:
+            asyncio.run(_tail(args.api_socket, args.api_url, since, args.json))
+    except (StreamtapError, ValueError, RuntimeError, OSError) as e:
         print(f"streamtap: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:
@@ -520,6 +534,26 @@ async def _tail(socket_path: str | None, url: str | None, since: int | str, raw:
             else:
                 sys.stdout.write(view.render(event))
                 sys.stdout.flush()
+
+
+async def _tail_fleet(url: str, since: int | str, raw: bool) -> None:
+    """Follow every instance publishing to a NATS sink (docs/fleet.md)."""
+    from proxy_core.cli.tailview import TailView
+    from proxy_core.hub.envelope import dumps
+    from proxy_core.sinks.follow import follow_nats
+
+    if not url.startswith("nats://"):
+        raise ValueError(f"--from: {url!r}: expected nats://HOST:PORT/PREFIX")
+    view = TailView(colour=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    if not raw:
+        print(f"streamtap tail: following the fleet on {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    async for event in follow_nats(url, everything=since != "now"):
+        if raw:
+            sys.stdout.buffer.write(dumps(event) + b"\n")
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(view.render(event))
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ class TailView:
         if kind == "stream.start":
             req = event["request"]
             tag = f" tag={req['tag']}" if req.get("tag") else ""
+            if event.get("transport") == "websocket":  # an answer on a WebSocket, not the GET of its upgrade
+                warmup = " warm-up" if req.get("warmup") else ""
+                tag = f" WebSocket {event.get('connection')} #{req.get('answer', 0)}{warmup}{tag}"
             self.current = sid
             return self._line(self._c(BOLD, f"── {sid} {req['method']} {req['url']} [{req['provider']}]{tag}"))
         out = ""

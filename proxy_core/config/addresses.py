@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 
 def parse_listen(spec: str) -> tuple[str, int]:
@@ -63,3 +64,21 @@ def _host_port(text: str, spec: str) -> tuple[str, int]:
     if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{spec!r}: {text!r} is not HOST:PORT")
     return host.strip("[]").lower(), int(port)
+
+
+SINK_SCHEMES = ("nats", "redis", "otlp+http")
+
+
+def sink_problem(url: str) -> str | None:
+    """Why `url` does not name a sink, if it does not."""
+    parts = urlsplit(url)
+    if parts.scheme not in SINK_SCHEMES:
+        return (f"{url!r}: unknown sink (expected nats://HOST:PORT/PREFIX, redis://HOST:PORT/DB?stream=KEY "
+                "or otlp+http://HOST:PORT)")
+    if not parts.hostname:
+        return f"{url!r}: no host"
+    try:
+        _ = parts.port  # raises for a port out of range or not a number
+    except ValueError:
+        return f"{url!r}: bad port"
+    return None

@@ -36,11 +36,42 @@ class Route:
 
 
 DEFAULT_ROUTES: tuple[dict[str, str], ...] = (
-    {"host": "api.openai.com", "path": r"^/v1/(chat/completions|responses)", "provider": "openai"},
-    {"host": "api.anthropic.com", "path": r"^/v1/messages", "provider": "anthropic"},
-    {"host": "generativelanguage.googleapis.com", "path": "streamGenerateContent", "provider": "gemini"},
+    # Model answers only, streamed or not (docs/config.md says why each path): not
+    # /v1/messages/count_tokens or /batches, /v1/responses/{id} or /input_tokens,
+    # :countTokens, model lists. Code Assist is Gemini CLI signed in with Google
+    # (cloudcode-pa, daily-/staging-/autopush- too); loadCodeAssist & co. stay out.
+    {"host": "api.openai.com", "path": r"^/v1/(chat/completions|responses)/?(\?|$)", "provider": "openai"},
+    {"host": "api.anthropic.com", "path": r"^/v1/messages/?(\?|$)", "provider": "anthropic"},
+    {"host": "generativelanguage.googleapis.com", "path": r":(streamGenerateContent|generateContent)(\?|$)",
+     "provider": "gemini"},
+    {"host": "*cloudcode-pa.googleapis.com", "path": r"^/v1internal:(streamGenerateContent|generateContent)(\?|$)",
+     "provider": "codeassist"},
     {"host": "alkalimakersuite-pa.clients6.google.com", "path": "GenerateContent", "provider": "aistudio"},
+    # WebSockets (pipeline/websocket.py): /v1/responses above also takes Codex's Responses
+    # over WebSocket; Realtime; Codex signed in with ChatGPT (decrypts chatgpt.com, decodes only this path).
+    {"host": "api.openai.com", "path": r"^/v1/realtime/?(\?|$)", "provider": "openai-realtime"},
+    {"host": "chatgpt.com", "path": r"^/backend-api/codex/responses/?(\?|$)", "provider": "openai"},  # and SSE
+    # Browser chat apps (docs/formats.md; on by default, `web_apps:` in the config turns
+    # each off): ChatGPT's turn and its resume (the stream hand-off), claude.ai's
+    # completion, Gemini's StreamGenerate. AI Studio is the aistudio route above.
+    {"host": "chatgpt.com", "path": r"^/backend-(api|anon)/(f/)?conversation(/resume)?/?(\?|$)",
+     "provider": "chatgpt_web"},
+    {"host": "claude.ai", "path": r"^/api/organizations/[^/]+/chat_conversations/[^/]+/(retry_)?completion/?(\?|$)",
+     "provider": "claude_web"},
+    {"host": "gemini.google.com",
+     "path": r"^/_/BardChatUi/data/assistant\.lamda\.BardFrontendService/StreamGenerate(\?|$)",
+     "provider": "gemini_web"},
 )
+
+# The web apps `web_apps:` names, and the providers of their default routes.
+WEB_APPS: dict[str, str] = {"chatgpt": "chatgpt_web", "claude": "claude_web", "gemini": "gemini_web",
+                            "aistudio": "aistudio"}
+
+
+def default_routes(web_apps: Iterable[str] | None = None) -> list[dict[str, str]]:
+    """The default routes, with only the web apps named in `web_apps` (None: all)."""
+    off = set() if web_apps is None else {WEB_APPS[a] for a in WEB_APPS if a not in set(web_apps)}
+    return [r for r in DEFAULT_ROUTES if r["provider"] not in off]
 
 
 def make_route(host: object, path: object, provider: object) -> Route:

@@ -14,10 +14,18 @@ from urllib.parse import urlsplit
 import yaml
 
 from proxy_core.config import checks, defaults
-from proxy_core.config.addresses import origin_problem, parse_connect_to, parse_listen
+from proxy_core.config.addresses import origin_problem, parse_connect_to, parse_listen, sink_problem
 from proxy_core.config.api_token import OFF
 from proxy_core.config.checks import ConfigError
-from proxy_core.config.routes import DEFAULT_ROUTES, Route, RouteError, make_route, permitted_domains
+from proxy_core.config.routes import (
+    DEFAULT_ROUTES,
+    WEB_APPS,
+    Route,
+    RouteError,
+    default_routes,
+    make_route,
+    permitted_domains,
+)
 
 
 @dataclass(slots=True)
@@ -39,6 +47,7 @@ class Config:
     decode_window: float = defaults.DECODE_WINDOW
     max_event_bytes: int = defaults.MAX_EVENT_BYTES
     capture_dir: str | None = None
+    sinks: list[str] = field(default_factory=list)  # nats://... and redis://... URLs
     routes: list[Route] = field(default_factory=lambda: [make_route(**r) for r in DEFAULT_ROUTES])
     connect_to: dict[str, str] = field(default_factory=dict)
     name_constraints: bool = False
@@ -85,6 +94,7 @@ class Config:
             "streamtap_idle_timeout": str(self.idle_timeout),
             "streamtap_decode_window": str(self.decode_window),
             "streamtap_capture_dir": self.capture_dir or "",
+            "streamtap_sinks": list(self.sinks),
             "streamtap_routes": [r.spec() for r in self.routes],
             "streamtap_connect_to": [f"{k}={v}" for k, v in self.connect_to.items()],
             "streamtap_passthrough_on_reject": self.passthrough_on_reject,
@@ -107,8 +117,10 @@ SCHEMA: dict[str, Any] = {
         "decode_window": (int, float),
         "max_event_bytes": int,
         "dir": str,
+        "sinks": list,
     },
     "routes": list,
+    "web_apps": (list, bool),
     "connect_to": dict,
 }
 
@@ -176,6 +188,12 @@ def config_from_dict(data: Any) -> Config:
     if "decode_window" in capture:
         cfg.decode_window = checks.decode_window("capture.decode_window", capture["decode_window"])
     cfg.capture_dir = capture.get("dir") or None
+    cfg.sinks = _strings("capture.sinks", capture.get("sinks") or [])
+    for url in cfg.sinks:
+        if problem := sink_problem(url):
+            raise ConfigError(f"capture.sinks: {problem}")
+    if data.get("web_apps") is not None:  # which browser chat apps the default routes decode
+        cfg.routes = [make_route(**r) for r in default_routes(_web_apps(data["web_apps"]))]
     if "routes" in data:
         cfg.routes, cfg.via = _routes(data["routes"])
     cfg.connect_to = _connect_to(data.get("connect_to") or {})
@@ -196,6 +214,16 @@ def _hub_section(data: dict[str, Any]) -> dict[str, tuple[str, Any]]:
         elif key in capture:
             out[key] = (f"capture.{key}", capture[key])
     return out
+
+
+def _web_apps(value: list[Any] | bool) -> list[str]:
+    """web_apps: true (all), false (none), or a list of chatgpt, claude, gemini, aistudio."""
+    if isinstance(value, bool):
+        return list(WEB_APPS) if value else []
+    for app in value:
+        if app not in WEB_APPS:
+            raise ConfigError(f"web_apps: unknown web app {app!r} (one of: {', '.join(WEB_APPS)})")
+    return list(value)
 
 
 def _api_token(value: str | bool | None) -> str | None:

@@ -30,9 +30,27 @@ from typing import Any, Protocol
 from proxy_core.config import defaults
 from proxy_core.hub.envelope import Envelope
 from proxy_core.hub.metrics import Metrics
-from proxy_core.payloads import Payload, ReasoningDelta, StreamStart, TextDelta, ToolCall, Usage
+from proxy_core.payloads import (
+    Citation,
+    Media,
+    Payload,
+    ProviderEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    StreamStart,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 
 logger = logging.getLogger(__name__)
+
+# The reassembled message's lists beside the text, and how many entries each keeps.
+ITEM_LISTS: dict[type[Payload], str] = {
+    ToolResult: "tool_results", Citation: "citations", Media: "media", ProviderEvent: "extra",
+}
+MAX_MESSAGE_ITEMS = 1000
 
 
 class Listener(Protocol):
@@ -99,6 +117,10 @@ class StreamRecord:
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
+    # tool_result, citation, media and provider.event payloads, by kind of list; bounded
+    # in number (MAX_MESSAGE_ITEMS each), their size by the event size limit.
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     outcome: dict[str, Any] | None = None
@@ -106,6 +128,8 @@ class StreamRecord:
     message_limit: int = defaults.MAX_MESSAGE_CHARS
     truncated: bool = False  # the message outgrew message_limit; the events still have it all
     index: OffsetIndex = field(default_factory=OffsetIndex)  # where its events are in the ring
+    transport: str = "http"  # or "websocket"
+    connection: str | None = None  # the WebSocket it is an answer on
 
     @property
     def host(self) -> str:
@@ -124,6 +148,10 @@ class StreamRecord:
             self.tool_calls.append(payload.fields())
         elif isinstance(payload, Usage):
             self.usage = payload.fields()
+        elif isinstance(payload, RefusalDelta):
+            self._keep(self.refusal, payload.text)
+        elif isinstance(payload, ToolResult | Citation | Media | ProviderEvent):
+            self._keep_item(ITEM_LISTS[type(payload)], payload)
         elif payload.terminal:
             self.state = STATE_OF_TERMINAL[payload.type]
             self.outcome = {"type": payload.type, **payload.fields()}
@@ -140,11 +168,24 @@ class StreamRecord:
             parts.append(text)
             self.message_chars += len(text)
 
+    def _keep_item(self, name: str, payload: Payload) -> None:
+        kept = self.items.setdefault(name, [])
+        if len(kept) >= MAX_MESSAGE_ITEMS:
+            self.truncated = True
+        else:
+            kept.append(payload.fields())
+
     def message(self) -> dict[str, Any]:
+        items = self.items
         return {
             "text": "".join(self.text),
             "reasoning": "".join(self.reasoning),
+            "refusal": "".join(self.refusal),
             "tool_calls": self.tool_calls,
+            "tool_results": items.get("tool_results", []),
+            "citations": items.get("citations", []),
+            "media": items.get("media", []),
+            "extra": items.get("extra", []),
             "usage": self.usage,
             "finish_reason": self.finish_reason,
             "truncated": self.truncated,
@@ -158,6 +199,8 @@ class StreamRecord:
             "ended": self.ended,
             "request": self.request,
             "response": self.response,
+            "transport": self.transport,
+            "connection": self.connection,
             "first_offset": self.first_offset,
             "last_offset": self.last_offset,
             "last_seq": self.next_seq - 1,
@@ -216,6 +259,7 @@ class Hub:
         self.message_limit = defaults.MAX_MESSAGE_CHARS
         self.clock = clock
         self.streams: OrderedDict[str, StreamRecord] = OrderedDict()
+        self._active = 0  # streams with no terminal event yet: trimming is O(1) per new stream
         self.metrics = Metrics()
         self.sinks: list[Callable[[Envelope], None]] = []  # e.g. the capture writer's queue
         self.subscribers = 0  # readers connected to the API now
@@ -236,13 +280,17 @@ class Hub:
     # Writing -----------------------------------------------------------------------
 
     def open_stream(
-        self, request: dict[str, Any], response: dict[str, Any], stream_id: str | None = None
+        self, request: dict[str, Any], response: dict[str, Any], stream_id: str | None = None,
+        transport: str = "http", connection: str | None = None, instance: str | None = None,
     ) -> StreamRecord:
-        """A new stream, with its stream.start already published."""
+        """A new stream, with its stream.start already published. `instance`: the process
+        that captured it, when not this one (a capture re-served)."""
         record = StreamRecord(stream_id or secrets.token_hex(6), request, response, self.clock(),
-                              message_limit=self.message_limit)
+                              message_limit=self.message_limit, transport=transport, connection=connection)
+        replaced = self.streams.get(record.id)
+        self._active += 0 if replaced is not None and replaced.active else 1
         self.streams[record.id] = record
-        self.publish(record.id, StreamStart(request, response))
+        self.publish(record.id, StreamStart(request, response, transport, connection, instance or self.instance))
         self._trim_streams()
         return record
 
@@ -263,12 +311,15 @@ class Hub:
         terminal = payload.terminal
         if terminal:
             record.ended = env.time
+            self._active -= 1
         evicted = self.ring.append(env)
         if evicted is not None and (owner := self.streams.get(evicted.stream)) is not None:
             owner.index.drop_through(evicted.offset)
         for sink in self.sinks:
             sink(env)
         self.metrics.events[payload.type] += 1
+        if isinstance(payload, ProviderEvent):
+            self.metrics.count_provider_event(record.request.get("provider", ""), payload.provider_type)
         if terminal:
             self.metrics.streams[(record.request.get("provider", ""), payload.type.removeprefix("stream."))] += 1
         if self._waiters:  # the common case, once per event: nobody to wake
@@ -369,7 +420,7 @@ class Hub:
 
     @property
     def active_streams(self) -> int:
-        return sum(1 for r in self.streams.values() if r.active)
+        return self._active
 
     # -------------------------------------------------------------------------------
 
@@ -383,6 +434,12 @@ class Hub:
         finished = len(self.streams) - self.active_streams
         if finished <= self.keep_streams:
             return
-        for sid in [sid for sid, r in self.streams.items() if not r.active][: finished - self.keep_streams]:
+        excess, oldest = finished - self.keep_streams, []
+        for sid, r in self.streams.items():  # oldest first: the finished ones are near the front
+            if not r.active:
+                oldest.append(sid)
+                if len(oldest) == excess:
+                    break
+        for sid in oldest:
             del self.streams[sid]
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 
+# Distinct (provider, provider_type) pairs counted; the rest are counted as "other",
+# so a provider inventing names cannot grow /metrics without bound.
+MAX_PROVIDER_EVENT_KINDS = 200
+
 # Seconds spent in the tap for one chunk (content decoding through publishing).
 TAP_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1)
 
@@ -20,9 +24,19 @@ class Metrics:
         self.cutoffs = 0
         # API requests refused, by reason: host, origin, csrf, token, readers, stalled
         self.api_refused: Counter[str] = Counter()
+        self.sink_sent: Counter[str] = Counter()  # events each sink's broker confirmed
+        self.sink_gaps: Counter[str] = Counter()  # events a sink dropped (its spool was full)
+        # provider.event payloads, by (provider, provider_type): what normalizers did not know
+        self.provider_events: Counter[tuple[str, str]] = Counter()
         self.tap_buckets = [0] * (len(TAP_BUCKETS) + 1)
         self.tap_sum = 0.0
         self.tap_count = 0
+
+    def count_provider_event(self, provider: str, provider_type: str) -> None:
+        key = (provider, provider_type)
+        if key not in self.provider_events and len(self.provider_events) >= MAX_PROVIDER_EVENT_KINDS:
+            key = (provider, "other")
+        self.provider_events[key] += 1
 
     def observe_tap(self, seconds: float) -> None:
         self.tap_buckets[bisect_left(TAP_BUCKETS, seconds)] += 1
@@ -41,10 +55,20 @@ class Metrics:
         family("streamtap_api_refused_total", "counter",
                "API requests refused (host, origin, csrf, token, readers) and readers closed (stalled).")
         out += [f'streamtap_api_refused_total{{reason="{r}"}} {n}' for r, n in sorted(self.api_refused.items())]
+        family("streamtap_sink_sent_total", "counter", "Events a sink's broker confirmed, by sink.")
+        out += [f'streamtap_sink_sent_total{{sink="{k}"}} {n}' for k, n in sorted(self.sink_sent.items())]
+        family("streamtap_sink_gap_events_total", "counter", "Events a sink dropped because its spool was full.")
+        out += [f'streamtap_sink_gap_events_total{{sink="{k}"}} {n}' for k, n in sorted(self.sink_gaps.items())]
         family("streamtap_streams_total", "counter", "Finished streams, by provider and outcome.")
         out += [
             f'streamtap_streams_total{{provider="{p}",outcome="{o}"}} {n}'
             for (p, o), n in sorted(self.streams.items())
+        ]
+        family("streamtap_provider_events_total", "counter",
+               "provider.event events (what a normalizer did not know), by provider and provider type.")
+        out += [
+            f'streamtap_provider_events_total{{provider="{_label(p)}",provider_type="{_label(t)}"}} {n}'
+            for (p, t), n in sorted(self.provider_events.items())
         ]
         for name, kind, help_text, value in (
             ("streamtap_decode_errors_total", "counter", "decode.error events published.",
@@ -68,3 +92,8 @@ class Metrics:
         out.append(f"streamtap_tap_seconds_sum {self.tap_sum:.9f}")
         out.append(f"streamtap_tap_seconds_count {self.tap_count}")
         return "\n".join(out) + "\n"
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -8,14 +8,18 @@ from proxy_core.mitm.api_server import ApiServer
 from proxy_core.mitm.capture_files import Captures
 from proxy_core.mitm.config_file import ConfigFile
 from proxy_core.mitm.routing import Routing
+from proxy_core.mitm.sinks import Sinks
 from proxy_core.mitm.stream_capture import StreamCapture
 from proxy_core.mitm.upstream import UpstreamProxies
+from proxy_core.mitm.websocket_capture import WebSocketCapture
 
-__all__ = ["ApiServer", "Captures", "ConfigFile", "Routing", "StreamCapture", "UpstreamProxies", "default_addons"]
+__all__ = ["ApiServer", "Captures", "ConfigFile", "Routing", "Sinks", "StreamCapture", "UpstreamProxies",
+           "WebSocketCapture", "default_addons"]
 
 
 def default_addons(hub: Hub | None = None, standalone: bool = False) -> list[object]:
     """`standalone`: for the addon script, which gives mitmproxy streamtap run's defaults."""
     hub = hub or Hub()
     # Order matters at shutdown: streams are aborted, then written, then readers flushed.
-    return [ConfigFile(standalone), Routing(), UpstreamProxies(), StreamCapture(hub), Captures(hub), ApiServer(hub)]
+    return [ConfigFile(standalone), Routing(), UpstreamProxies(), StreamCapture(hub), WebSocketCapture(hub),
+            Captures(hub), Sinks(hub), ApiServer(hub)]

@@ -7,6 +7,7 @@ from typing import Any
 from mitmproxy import http
 
 from proxy_core.pipeline.redact import redact_headers, redact_url
+from proxy_core.pipeline.request_summary import request_summary
 
 TAG = "streamtap.tag"
 
@@ -21,6 +22,9 @@ def aborted_by(message: str) -> str:
 def request_info(flow: http.HTTPFlow, provider: str) -> dict[str, Any]:
     request = flow.request
     peer = flow.client_conn.peername
+    # The body as sent (raw_content: still content-encoded), read for its model and
+    # stream flag only; a streamed request body (request.stream) is not held: None.
+    summary = request_summary(request.raw_content, request.headers.get("content-encoding"), request.path)
     return {
         "method": request.method,
         "url": redact_url(request.pretty_url),
@@ -31,6 +35,7 @@ def request_info(flow: http.HTTPFlow, provider: str) -> dict[str, Any]:
         "client": f"{peer[0]}:{peer[1]}" if peer else None,
         "http_version": request.http_version,
         "headers": redact_headers(request.headers.items(multi=True)),
+        **summary,
     }
 
 

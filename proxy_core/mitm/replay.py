@@ -12,9 +12,12 @@ from mitmproxy import http, io
 from proxy_core.config.routes import RouteTable
 from proxy_core.hub.hub import Hub
 from proxy_core.mitm.flowinfo import aborted_by, request_info, response_info
+from proxy_core.mitm.routing import PROVIDER
 from proxy_core.mitm.stream_capture import FlowTap
+from proxy_core.mitm.websocket_capture import WebSocketCapture
 from proxy_core.payloads import DecodeError
 from proxy_core.pipeline.tap import StreamTap
+from proxy_core.pipeline.websocket import WEBSOCKET_ONLY
 
 
 def replay_flows(path: Path, routes: RouteTable, hub: Hub | None = None) -> Iterator[dict[str, Any]]:
@@ -28,6 +31,13 @@ def replay_flows(path: Path, routes: RouteTable, hub: Hub | None = None) -> Iter
             if route is None:
                 continue
             seen = hub.last_offset
+            if flow.websocket is not None:  # its answers, as WebSocketCapture records them live
+                _replay_websocket(flow, route.provider, hub)
+                _, events = hub.read(seen, hub.last_offset - seen)
+                yield from (env.to_dict() for env in events)
+                continue
+            if route.provider in WEBSOCKET_ONLY:
+                continue
             response = flow.response
             record = hub.open_stream(request_info(flow, route.provider), response_info(response))
             tap = StreamTap(route.provider, response.status_code, response.headers.get("content-type"),
@@ -44,3 +54,20 @@ def replay_flows(path: Path, routes: RouteTable, hub: Hub | None = None) -> Iter
                 flow_tap(b"")
             _, events = hub.read(seen, hub.last_offset - seen)
             yield from (env.to_dict() for env in events)
+
+
+def _replay_websocket(flow: http.HTTPFlow, provider: str, hub: Hub) -> None:
+    """A saved WebSocket flow's messages through the live addon's hooks, in order. (A flow
+    saved by streamtap itself holds only its last message: it keeps no more.)"""
+    assert flow.websocket is not None
+    capture = WebSocketCapture(hub)
+    flow.metadata[PROVIDER] = provider
+    messages, flow.websocket.messages = list(flow.websocket.messages), []
+    capture.websocket_start(flow)
+    for message in messages:
+        flow.websocket.messages.append(message)
+        capture.websocket_message(flow)
+    if flow.websocket.close_code is not None or flow.websocket.timestamp_end is not None:
+        capture.websocket_end(flow)
+    else:  # saved while open: what was in flight did not end
+        capture.done()

@@ -18,6 +18,15 @@ PROVIDER = "streamtap.provider"  # in flow.metadata: the routed provider's name 
 TAG_HEADER = "x-streamtap-tag"
 
 
+# Requests that never ask for an answer: a browser's CORS preflight, a HEAD.
+NO_ANSWER_METHODS = frozenset({"OPTIONS", "HEAD"})
+
+
+def answers(request: http.Request) -> bool:
+    """Whether a routed request can be asking for an answer (its method says)."""
+    return request.method.upper() not in NO_ANSWER_METHODS
+
+
 def default_route_specs() -> list[str]:
     return [f"{r['host']}:{r['path']}={r['provider']}" for r in DEFAULT_ROUTES]
 
@@ -110,5 +119,5 @@ class Routing:
         if tag is not None:
             flow.metadata[TAG] = tag
         route = self.table.match(flow.request.pretty_host, flow.request.path)
-        if route is not None:
+        if route is not None and answers(flow.request):
             flow.metadata[PROVIDER] = route.provider

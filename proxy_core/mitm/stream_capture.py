@@ -18,6 +18,7 @@ from proxy_core.mitm.routing import PROVIDER
 from proxy_core.payloads import DecodeError, StreamAbort, StreamError, StreamStall
 from proxy_core.pipeline.coalesce import Coalescer
 from proxy_core.pipeline.tap import StreamTap
+from proxy_core.pipeline.websocket import WEBSOCKET_ONLY
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +100,10 @@ class FlowTap:
         if self.finished:
             return
         self._decode_now()  # whole events that arrived before the abort still count
-        if self.tap.complete:
+        if self.tap.complete or self.tap.status >= 400:
             # e.g. the openai SDK closes its connection as soon as it reads [DONE]:
-            # the answer was whole, so the stream ended, it was not aborted.
+            # the answer was whole, so the stream ended, it was not aborted. An error
+            # answer (a refused WebSocket upgrade, say) is stream.error however it ends.
             self.finish()
             return
         self.finished = True
@@ -181,6 +183,9 @@ class StreamCapture:
         if provider is None or flow.response is None:
             return
         response = flow.response
+        upgrade = flow.request.headers.get("upgrade", "").lower() == "websocket"
+        if response.status_code == 101 or (provider in WEBSOCKET_ONLY and not upgrade):
+            return  # a WebSocket's answers are streams (websocket_capture.py), its handshake is not
         record = self.hub.open_stream(request_info(flow, provider), response_info(response))
         tap = StreamTap(
             provider,

@@ -3,6 +3,7 @@ logs and captures."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -17,9 +18,25 @@ SECRET_HEADERS = frozenset(
         "api-key",
         "cookie",
         "set-cookie",
+        # Codex signed in with ChatGPT sends its account id beside the bearer token.
+        "chatgpt-account-id",
+        "x-amz-security-token",
+        "x-auth-token",
+        "x-csrf-token",
+        # The browser chat apps (docs/formats.md): ChatGPT's resume token and anti-abuse
+        # tokens, device ids, XSRF values.
+        "x-conduit-token",
+        "openai-sentinel-chat-requirements-token",
+        "openai-sentinel-proof-token",
+        "openai-sentinel-turnstile-token",
+        "oai-device-id",
+        "anthropic-device-id",
+        "x-xsrf-token",
     }
 )
-SECRET_QUERY_KEYS = frozenset({"key", "api_key", "apikey", "access_token", "token"})
+SECRET_QUERY_KEYS = frozenset({"key", "api_key", "apikey", "access_token", "token", "at", "f.sid"})
+# Account ids in paths: claude.ai's organization (the web-app routes, docs/formats.md).
+_ACCOUNT_PATH = re.compile(r"(/api/organizations/)[^/?#]+")
 
 
 def redact_headers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -33,6 +50,8 @@ def redact_headers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def redact_url(url: str) -> str:
+    if "/organizations/" in url:
+        url = _ACCOUNT_PATH.sub(r"\1" + REDACTED, url)
     parts = urlsplit(url)
     if not parts.query:
         return url

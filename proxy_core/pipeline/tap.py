@@ -27,6 +27,7 @@ from proxy_core.providers.base import Normalizer, ProviderError, error_message
 from proxy_core.wire.content import ContentDecoder, ContentDecodingError, content_decoder
 from proxy_core.wire.errors import WireError
 from proxy_core.wire.json_stream import JsonDocument, JsonStreamDecoder
+from proxy_core.wire.length_prefixed import LengthPrefixedDecoder
 from proxy_core.wire.ndjson import NDJSONDecoder
 from proxy_core.wire.sniff import SniffingDecoder
 from proxy_core.wire.sse import DEFAULT_MAX_EVENT_BYTES, ServerSentEvent, SSEDecoder
@@ -38,7 +39,7 @@ NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl
 
 JSON_TYPES = {"application/json", "application/json+protobuf"}
 
-Framing = SSEDecoder | NDJSONDecoder | JsonStreamDecoder | SniffingDecoder
+Framing = SSEDecoder | NDJSONDecoder | JsonStreamDecoder | SniffingDecoder | LengthPrefixedDecoder
 
 
 def framing_for(normalizer: Normalizer, content_type: str | None, max_event_bytes: int) -> Framing:
@@ -67,6 +68,8 @@ def framing_for(normalizer: Normalizer, content_type: str | None, max_event_byte
         return sse()
     if kind == "ndjson":
         return NDJSONDecoder(max_event_bytes)
+    if kind == "length_prefixed":  # Google's )]}' + length-prefixed frames (gemini_web)
+        return LengthPrefixedDecoder(max_event_bytes)
     return json_values()
 
 

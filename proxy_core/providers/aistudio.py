@@ -5,7 +5,7 @@ array encoding of the Gemini API's messages (each field at its number minus one,
 trailing nulls dropped). The reader hands us each event whole, with its path:
 
     event     = [candidates, prompt_feedback, usage, ...]
-    candidate = [content, finish_reason (enum number), ...]
+    candidate = [content, is_output (1 answer; 2 thinking?), finish_reason (enum number), ...]
     content   = [[part, part, ...], "model"]
     part      = [null, text]                      answer text
               = [null, text, ..., thought=1 at 12] reasoning (any longer text part)
@@ -16,7 +16,8 @@ trailing nulls dropped). The reader hands us each event whole, with its path:
 Function-call arguments are protobuf Struct values: [key, value] pairs, where a value's
 length says its type: 1 null, 2 number at [1], 3 string at [2], 4 bool at [3] (1 is
 true), 5 object at [4], 6 array at [5]. Everything is read by position from parsed
-JSON, never by matching the raw bytes.
+JSON, never by matching the raw bytes. Positions as read by wgd-ng/HAGMI
+models/aistudio.py (commits e001a276, 036fd674) and demkom58/suiteproxy; docs/formats.md.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ FINISH_REASONS = {
 }
 BLOCK_REASONS = {1: "SAFETY", 2: "OTHER", 3: "BLOCKLIST", 4: "PROHIBITED_CONTENT", 5: "IMAGE_SAFETY"}
 
+FINISH = 2  # candidate[2]
 FUNCTION_CALL = 10
 THOUGHT = 12
 
@@ -66,8 +68,12 @@ class AIStudioNormalizer(Normalizer):
         for index, candidate, content in _candidates(obj):
             for part in content[0]:
                 out += self._part(part, index, at_byte)
-            if candidate is not None and len(candidate) > 1 and isinstance(candidate[1], int) and candidate[1]:
-                reason = FINISH_REASONS.get(candidate[1], str(candidate[1]))
+            # candidate[1] is not the finish reason: HAGMI reads it as "isOutput" (1 an
+            # answer, 2 thinking?) in every chunk; the finish reason is candidate[2].
+            reason_code = candidate[FINISH] if candidate is not None and len(candidate) > FINISH else None
+            if isinstance(reason_code, (int, str)) and not isinstance(reason_code, bool) and reason_code:
+                reason = (FINISH_REASONS.get(reason_code, str(reason_code)) if isinstance(reason_code, int)
+                          else reason_code)
                 if self.finish_reason is None or index == 0:
                     self.finish_reason = reason
                 finished = True

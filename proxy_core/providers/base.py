@@ -92,15 +92,16 @@ def as_int(value: Any) -> int | None:
 
 
 def tool_call(
-    call_id: str | None, name: str | None, arguments: str | dict | None, index: int, at_byte: int, provider: str
+    call_id: str | None, name: str | None, arguments: str | dict | None, index: int, at_byte: int, provider: str,
+    server: bool = False,
 ) -> list[Payload]:
     """A ToolCall from argument text that is complete; a DecodeError beside it if that
     text is not a JSON object (the raw text is kept, never dropped)."""
     if isinstance(arguments, dict):
-        return [ToolCall(call_id, name, arguments, index)]
+        return [ToolCall(call_id, name, arguments, index, server=server)]
     text = arguments or ""
     if not text.strip():
-        return [ToolCall(call_id, name, {}, index)]
+        return [ToolCall(call_id, name, {}, index, server=server)]
     try:
         parsed = json.loads(text)
     except ValueError as e:
@@ -110,9 +111,9 @@ def tool_call(
     if problem:
         return [
             DecodeError(f"{provider}: arguments of tool call {call_id or name!r} are {problem}", at_byte),
-            ToolCall(call_id, name, {}, index, raw_arguments=text),
+            ToolCall(call_id, name, {}, index, raw_arguments=text, server=server),
         ]
-    return [ToolCall(call_id, name, parsed, index)]
+    return [ToolCall(call_id, name, parsed, index, server=server)]
 
 
 def error_message(obj: Any) -> str | None:

@@ -36,3 +36,11 @@ class NDJSONFrames(GenericNormalizer):
 class JSONFrames(GenericNormalizer):
     name = "json"
     framing = "json"
+
+
+class WebSocketFrames(GenericNormalizer):
+    """`ws-json`: each text message of a WebSocket is one frame (pipeline/websocket.py).
+    Only WebSockets are recorded on such a route; its HTTP requests pass untouched."""
+
+    name = "ws-json"
+    framing = "json"

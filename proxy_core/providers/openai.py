@@ -4,7 +4,12 @@ Chat completions stream `chat.completion.chunk` objects as SSE `data:` lines and
 with `data: [DONE]`. Tool calls arrive as fragments keyed by choice and tool index;
 a call is emitted once its choice has a finish_reason (or at the end of the body).
 The Responses API names each SSE event (`response.output_text.delta` ...); its
-function calls are emitted from `response.output_item.done`, which carries them whole.
+function calls are emitted from `response.output_item.done`, which carries them whole,
+as are the items of server-run tools (web search, file search, code interpreter, MCP,
+image generation: `tool_result`). A non-streamed Response (`"object": "response"`) has
+the same items in `output`. Chatgpt.com's Codex backend speaks the same format.
+Refusals become `refusal.delta`, annotations `citation`, encrypted reasoning a
+`signature`; an event or item type not known here becomes a `provider.event`.
 """
 
 from __future__ import annotations
@@ -12,9 +17,54 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy_core.payloads import Payload, ReasoningDelta, TextDelta, Usage
+from proxy_core.payloads import (
+    Citation,
+    Media,
+    Payload,
+    ProviderEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    Signature,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 from proxy_core.providers.base import Normalizer, ProviderError, as_int, error_message, tool_call
 from proxy_core.wire.sse import ServerSentEvent
+
+# Keys of a chat delta or message read below; null or empty values of others are left out.
+CHAT_KEYS = frozenset({"role", "content", "refusal", "tool_calls", "function_call", "reasoning_content",
+                       "reasoning", "annotations", "audio"})
+
+# Responses events that carry nothing the deltas and `response.output_item.done` do not:
+# the `.done` repeats of text already streamed, and the progress of server-run tools.
+RESPONSES_QUIET = frozenset({
+    "response.created", "response.in_progress", "response.queued",
+    "response.content_part.added", "response.content_part.done",
+    "response.output_text.done", "response.refusal.done",
+    "response.reasoning_summary_part.added", "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.done", "response.reasoning_text.done",
+    "response.function_call_arguments.done",
+    "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+    "response.code_interpreter_call_code.delta", "response.code_interpreter_call_code.done",
+    "response.mcp_call_arguments.delta", "response.mcp_call_arguments.done",
+})
+SERVER_TOOL_ITEMS = frozenset({
+    "web_search_call", "file_search_call", "code_interpreter_call", "image_generation_call", "mcp_call",
+    "mcp_list_tools", "tool_search_call",
+})
+TOOL_PROGRESS = ("in_progress", "searching", "interpreting", "generating", "completed", "failed")
+# Tool calls the client runs, whose arguments are not a `function_call`'s JSON string.
+CLIENT_CALL_ITEMS = {"local_shell_call": "local_shell", "computer_call": "computer", "shell_call": "shell"}
+
+
+def _quiet(kind: str) -> bool:
+    if kind in RESPONSES_QUIET:
+        return True
+    _, _, rest = kind.partition("response.")
+    item, _, stage = rest.partition(".")
+    return item in SERVER_TOOL_ITEMS and stage in TOOL_PROGRESS
 
 
 @dataclass(slots=True)
@@ -51,6 +101,8 @@ class OpenAINormalizer(Normalizer):
         kind = obj.get("type")
         if isinstance(kind, str) and kind.startswith(("response.", "error")):
             return self._responses_event(kind, obj, at_byte)
+        if obj.get("object") == "response":  # a whole Response (stream=false)
+            return self._responses_whole(obj, at_byte)
         if "error" in obj:
             return [ProviderError(error_message(obj) or "error")]
         return self._chat_chunk(obj, at_byte)
@@ -79,6 +131,7 @@ class OpenAINormalizer(Normalizer):
                 self._chat_delta(index, delta, out)
                 if "message" in choice:
                     out += self._flush_calls(index, at_byte)
+                    self.complete = True
             reason = choice.get("finish_reason")
             if isinstance(reason, str) and reason:
                 self._finish.setdefault(index, reason)
@@ -107,18 +160,37 @@ class OpenAINormalizer(Normalizer):
         content = delta.get("content")
         if isinstance(content, str) and content:
             out.append(TextDelta(content, index))
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            out.append(RefusalDelta(refusal, index))
+        audio = delta.get("audio")
+        if isinstance(audio, dict):
+            # The spoken answer's transcript is its text; the audio itself is counted.
+            if isinstance(audio.get("transcript"), str) and audio["transcript"]:
+                out.append(TextDelta(audio["transcript"], index))
+            if isinstance(audio.get("data"), str) and audio["data"]:
+                out.append(Media("audio", None, _b64_size(audio["data"]), None, index))
+        for annotation in delta.get("annotations") or ():
+            if isinstance(annotation, dict):
+                out.append(Citation(str(annotation.get("type") or "annotation"), annotation, index))
         fragments = delta.get("tool_calls")
         if fragments:
             self._tool_call_fragments(index, fragments)
+        legacy = delta.get("function_call")  # the deprecated single function call
+        if isinstance(legacy, dict):
+            self._tool_call_fragments(index, [{"index": -1, **legacy}], legacy=True)
+        for key, value in delta.items():
+            if key not in CHAT_KEYS and value not in (None, "", [], {}):
+                out.append(ProviderEvent(f"delta.{key}", {key: value}))
 
-    def _tool_call_fragments(self, index: int, fragments: Any) -> None:
+    def _tool_call_fragments(self, index: int, fragments: Any, legacy: bool = False) -> None:
         for position, fragment in enumerate(fragments):
             if not isinstance(fragment, dict):
                 continue
             key = self._call_key(index, position, fragment)
             call = self._calls.setdefault(key, _PendingCall())
             call.id = call.id or fragment.get("id")
-            function = fragment.get("function") or {}
+            function = fragment if legacy else fragment.get("function") or {}
             if isinstance(function, dict):
                 call.name = call.name or function.get("name")
                 arguments = function.get("arguments")
@@ -151,30 +223,97 @@ class OpenAINormalizer(Normalizer):
             return _text(TextDelta, obj.get("delta"))
         if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             return _text(ReasoningDelta, obj.get("delta"))
-        if kind == "response.output_item.added":
+        if kind == "response.refusal.delta":
+            return _text(RefusalDelta, obj.get("delta"))
+        if kind == "response.output_text.annotation.added":
+            annotation = obj.get("annotation")
+            if isinstance(annotation, dict):
+                return [Citation(str(annotation.get("type") or "annotation"), annotation, 0)]
+        elif kind == "response.output_item.added":
             item = obj.get("item") or {}
             if item.get("type") == "function_call":
                 key = item.get("id") or f"output-{obj.get('output_index')}"
                 self._items[key] = _PendingCall(item.get("call_id") or item.get("id"), item.get("name"))
-            return []
-        if kind == "response.function_call_arguments.delta":
+            return []  # the item comes whole with response.output_item.done
+        elif kind == "response.function_call_arguments.delta":
             pending = self._items.get(obj.get("item_id") or f"output-{obj.get('output_index')}")
             if pending is not None and isinstance(obj.get("delta"), str):
                 pending.arguments.append(obj["delta"])
             return []
-        if kind == "response.output_item.done":
-            item = obj.get("item") or {}
-            if item.get("type") != "function_call":
-                return []
-            key = item.get("id") or f"output-{obj.get('output_index')}"
+        elif kind == "response.output_item.done":
+            item = obj.get("item")
+            if isinstance(item, dict):
+                return self._output_item(item, obj.get("output_index"), at_byte, whole=False)
+        elif kind == "response.image_generation_call.partial_image":
+            data = obj.get("partial_image_b64")
+            size = _b64_size(data) if isinstance(data, str) else None
+            return [Media("partial_image", _image_type(obj.get("output_format")), size, None, 0)]
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            return self._responses_final(obj.get("response") or {})
+        elif kind == "error" or kind == "response.error":
+            return [ProviderError(obj.get("message") or error_message(obj) or "error")]
+        elif _quiet(kind):
+            return []
+        return [ProviderEvent(kind, obj)]
+
+    def _responses_whole(self, response: dict[str, Any], at_byte: int) -> list[Payload]:
+        out: list[Payload] = []
+        for position, item in enumerate(response.get("output") or ()):
+            if isinstance(item, dict):
+                out += self._output_item(item, position, at_byte, whole=True)
+        return out + self._responses_final(response)
+
+    def _output_item(self, item: dict[str, Any], position: Any, at_byte: int, whole: bool) -> list[Payload]:
+        """One output item, whole. Streamed, a message's and reasoning's text came as deltas."""
+        kind = item.get("type")
+        if kind == "function_call":
+            key = item.get("id") or f"output-{position}"
             self._items.pop(key, None)
             return self._function_call(key, item.get("call_id") or item.get("id"), item.get("name"),
                                        item.get("arguments"), at_byte)
-        if kind in ("response.completed", "response.incomplete", "response.failed"):
-            return self._responses_final(obj.get("response") or {})
-        if kind == "error" or kind == "response.error":
-            return [ProviderError(obj.get("message") or error_message(obj) or "error")]
-        return []
+        if kind == "message":
+            return self._message_item(item) if whole else []
+        if kind == "reasoning":
+            out: list[Payload] = []
+            if whole:
+                for part in (item.get("summary") or []) + (item.get("content") or []):
+                    if isinstance(part, dict):
+                        out += _text(ReasoningDelta, part.get("text"))
+            if isinstance(item.get("encrypted_content"), str) and item["encrypted_content"]:
+                out.append(Signature("encrypted_content", item["encrypted_content"], 0))
+            return out
+        call_id = item.get("call_id") or item.get("id")
+        if kind == "custom_tool_call":
+            text = item.get("input")
+            return [ToolCall(call_id, item.get("name"), {}, 0, raw_arguments=text if isinstance(text, str) else "")]
+        if kind in CLIENT_CALL_ITEMS:
+            action = item.get("action")
+            return [ToolCall(call_id, CLIENT_CALL_ITEMS[kind], action if isinstance(action, dict) else {}, 0)]
+        if kind in SERVER_TOOL_ITEMS:
+            content = item
+            out = []
+            if kind == "image_generation_call" and isinstance(item.get("result"), str):
+                content = {k: v for k, v in item.items() if k != "result"}
+                out.append(Media(kind, _image_type(item.get("output_format")), _b64_size(item["result"]), None, 0))
+            return [ToolResult(item.get("id"), kind, content, 0), *out]
+        return [ProviderEvent(f"output_item.{kind}", item)]
+
+    def _message_item(self, item: dict[str, Any]) -> list[Payload]:
+        out: list[Payload] = []
+        for part in item.get("content") or ():
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "output_text":
+                out += _text(TextDelta, part.get("text"))
+                for annotation in part.get("annotations") or ():
+                    if isinstance(annotation, dict):
+                        out.append(Citation(str(annotation.get("type") or "annotation"), annotation, 0))
+            elif kind == "refusal":
+                out += _text(RefusalDelta, part.get("refusal"))
+            else:
+                out.append(ProviderEvent(f"content.{kind}", part))
+        return out
 
     def _function_call(
         self, key: str, call_id: str | None, name: str | None, arguments: Any, at_byte: int
@@ -203,5 +342,14 @@ class OpenAINormalizer(Normalizer):
         return out
 
 
-def _text(kind: type[TextDelta] | type[ReasoningDelta], delta: Any) -> list[Payload]:
+def _b64_size(data: str) -> int:
+    """The decoded size of base64 text: 3 bytes for 4 characters, less the padding."""
+    return len(data) * 3 // 4 - data.endswith("=") - data.endswith("==")
+
+
+def _image_type(output_format: Any) -> str | None:
+    return f"image/{output_format}" if isinstance(output_format, str) and output_format else None
+
+
+def _text(kind: type[TextDelta] | type[ReasoningDelta] | type[RefusalDelta], delta: Any) -> list[Payload]:
     return [kind(delta, 0)] if isinstance(delta, str) and delta else []

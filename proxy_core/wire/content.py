@@ -197,3 +197,31 @@ def content_decoder(content_encoding: str | None) -> ContentDecoder:
     if len(codings) == 1:
         return DECODERS[codings[0]]()
     return StackedDecoder([DECODERS[c]() for c in reversed(codings)])
+
+
+# Input is fed to a bounded decoding this many bytes at a time, so a decompression bomb
+# overshoots the limit by at most one piece's expansion (zstd's worst, ~32768:1: 8 MiB).
+_BOUNDED_PIECE = 256
+
+
+def decode_bounded(data: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """A whole body (a request's) decoded by its Content-Encoding, at most `limit` bytes
+    of it: larger raises ContentDecodingError, as does a body that does not decode."""
+    decoder = content_decoder(content_encoding)
+    if isinstance(decoder, IdentityDecoder):
+        if len(data) > limit:
+            raise ContentDecodingError(f"body larger than {limit} bytes")
+        return data
+    out: list[bytes] = []
+    size = 0
+    view = memoryview(data)
+    for start in range(0, len(data), _BOUNDED_PIECE):
+        piece = decoder.decode(bytes(view[start : start + _BOUNDED_PIECE]))
+        size += len(piece)
+        if size > limit:
+            raise ContentDecodingError(f"body decodes to more than {limit} bytes")
+        out.append(piece)
+    out.append(decoder.flush())
+    if size + len(out[-1]) > limit:
+        raise ContentDecodingError(f"body decodes to more than {limit} bytes")
+    return b"".join(out)

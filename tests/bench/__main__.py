@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import replay, tap_path
+from tests.bench import replay, sinks, tap_path, websocket
 from tests.bench.upstream import big_body
 from tests.support.pki import make_pki
 
@@ -364,7 +364,8 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
-    tap_lines = [] if args.no_tap_path else [*tap_path.measure(), "", *replay.measure()]
+    tap_lines = [] if args.no_tap_path else [*tap_path.measure(), "", *replay.measure(), "", *sinks.measure(),
+                                             "", *websocket.measure()]
     samples: dict[tuple[str, str], list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="streamtap-bench-pki-") as tmp:
         pki = make_pki(Path(tmp), ["localhost", "127.0.0.2"])

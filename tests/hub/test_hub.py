@@ -46,7 +46,8 @@ def test_reassembled_message():
     hub.publish(s.id, Usage(1, 2, 3))
     hub.publish(s.id, end())
     assert hub.streams[s.id].message() == {
-        "text": "Hello", "reasoning": "", "tool_calls": [],
+        "text": "Hello", "reasoning": "", "refusal": "", "tool_calls": [], "tool_results": [], "citations": [],
+        "media": [], "extra": [],
         "usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}, "finish_reason": "stop", "truncated": False,
     }
 

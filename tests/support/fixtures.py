@@ -285,9 +285,9 @@ def aistudio() -> Fixture:
     twice, a signature-only part and the finish reason on the last candidate."""
 
     def event(parts: list[Any], usage: list[Any] | None, finish: int | None = None) -> list[Any]:
-        candidate: list[Any] = [[parts, "model"]]
+        candidate: list[Any] = [[parts, "model"], 1]  # [1]: isOutput (HAGMI), in every chunk
         if finish is not None:
-            candidate.append(finish)
+            candidate.append(finish)  # [2]: the finish reason
         return [[candidate], None, usage, None, None, None, None, "v1_ChdwVG01YU9mM0FaMllpS"]
 
     thought = [None, "**Weighing** the café question 🤔", *([None] * 10), 1]

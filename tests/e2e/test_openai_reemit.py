@@ -46,7 +46,8 @@ def world(tmp_path_factory):
             cwd=work)
         try:
             token = (work / "run" / "api-token").read_text().strip()
-            client = OpenAI(base_url=f"http://127.0.0.1:{proc.api_port}/v1", api_key=token, max_retries=0)
+            client = OpenAI(base_url=f"http://127.0.0.1:{proc.api_port}/v1", api_key=token, max_retries=0,
+                            http_client=httpx.Client(timeout=60))  # (openai < 1.55 cannot make one with httpx 0.28)
             yield {"proc": proc, "work": work, "client": client}
         finally:
             proc.stop()
@@ -123,6 +124,7 @@ def test_a_bad_model_is_a_400_the_sdk_reports(world):
 def test_without_the_token_the_sdk_is_refused(world):
     import openai
 
-    client = OpenAI(base_url=f"http://127.0.0.1:{world['proc'].api_port}/v1", api_key="wrong", max_retries=0)
+    client = OpenAI(base_url=f"http://127.0.0.1:{world['proc'].api_port}/v1", api_key="wrong", max_retries=0,
+                    http_client=httpx.Client(timeout=60))
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="streamtap/next", messages=[])

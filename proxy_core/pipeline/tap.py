@@ -9,21 +9,18 @@ DecodeError and decoding stops for this response; the proxy still forwards the b
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from proxy_core.payloads import (
     DecodeError,
     Payload,
-    ReasoningDelta,
     StreamEnd,
     StreamError,
-    TextDelta,
-    ToolCall,
 )
+from proxy_core.pipeline.tally import AnswerTally
 from proxy_core.providers import normalizer_for
-from proxy_core.providers.base import Normalizer, ProviderError, error_message
+from proxy_core.providers.base import Normalizer, error_message
 from proxy_core.wire.content import ContentDecoder, ContentDecodingError, content_decoder
 from proxy_core.wire.errors import WireError
 from proxy_core.wire.json_stream import JsonDocument, JsonStreamDecoder
@@ -73,7 +70,7 @@ def framing_for(normalizer: Normalizer, content_type: str | None, max_event_byte
     return json_values()
 
 
-class StreamTap:
+class StreamTap(AnswerTally):
     def __init__(
         self,
         provider: str,
@@ -82,15 +79,11 @@ class StreamTap:
         content_encoding: str | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        super().__init__()
         self.provider = provider
         self.status = status
         self.wire_bytes = 0
         self.body_bytes = 0
-        self.text_chars = 0
-        self.reasoning_chars = 0
-        self.tool_calls = 0
-        self.provider_error: str | None = None
-        self._text_hash = hashlib.sha256()
         self._stopped = False
         self._closed = False
         self._normalizer = normalizer_for(provider)
@@ -178,7 +171,7 @@ class StreamTap:
             return StreamError(self.status, message, totals)
         if self.provider_error is not None:
             return StreamError(self.status, self.provider_error, totals)
-        return StreamEnd(self.status, self.finish_reason, totals, self._text_hash.hexdigest())
+        return StreamEnd(self.status, self.finish_reason, totals, self.text_sha256())
 
     # ---------------------------------------------------------------------------
 
@@ -186,27 +179,11 @@ class StreamTap:
         out: list[Payload] = []
         for frame in frames:
             if isinstance(frame, ServerSentEvent):  # nearly always: tested first
-                self._count(self._normalizer.on_event(frame), out)
+                self.tally(self._normalizer.on_event(frame), out)
             elif isinstance(frame, JsonDocument):
-                self._count(self._normalizer.on_json(frame), out)
+                self.tally(self._normalizer.on_json(frame), out)
             elif isinstance(frame, WireError):
                 out.append(DecodeError(frame.message, frame.at_byte))
-        return out
-
-    def _count(self, payloads: list[Payload], out: list[Payload]) -> list[Payload]:
-        """Adds `payloads` to the totals and to `out` (a provider error only to the totals)."""
-        for p in payloads:
-            if isinstance(p, TextDelta):
-                self.text_chars += len(p.text)
-                self._text_hash.update(p.text.encode("utf-8", "surrogatepass"))
-            elif isinstance(p, ReasoningDelta):
-                self.reasoning_chars += len(p.text)
-            elif isinstance(p, ToolCall):
-                self.tool_calls += 1
-            elif isinstance(p, ProviderError):
-                self.provider_error = self.provider_error or p.message
-                continue  # reported by the terminal stream.error
-            out.append(p)
         return out
 
     def _safe_frames(self, body: bytes) -> list[Payload]:
@@ -217,7 +194,7 @@ class StreamTap:
 
     def _safe_normalizer_close(self) -> list[Payload]:
         try:
-            return self._count(self._normalizer.close(), [])
+            return self.tally(self._normalizer.close(), [])
         except Exception as e:
             return [DecodeError(f"internal decoder error: {e!r}", self.body_bytes)]
 

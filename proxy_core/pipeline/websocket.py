@@ -21,7 +21,6 @@ most `max_event_bytes`; the client's request text is never kept, only a summary 
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from typing import Any
 
@@ -29,15 +28,13 @@ from proxy_core.payloads import (
     DecodeError,
     Frame,
     Payload,
-    ReasoningDelta,
     StreamAbort,
     StreamEnd,
     StreamError,
-    TextDelta,
-    ToolCall,
 )
+from proxy_core.pipeline.tally import AnswerTally
 from proxy_core.providers import normalizer_for
-from proxy_core.providers.base import Normalizer, ProviderError, error_message, parse_json
+from proxy_core.providers.base import Normalizer, error_message, parse_json
 from proxy_core.providers.openai_realtime import RealtimeNormalizer
 from proxy_core.wire.sse import DEFAULT_MAX_EVENT_BYTES
 
@@ -49,11 +46,12 @@ MAX_PENDING = 64  # client requests waiting for their answer to start (Realtime)
 HANDSHAKE_STATUS = 101  # the status an answer on a WebSocket has: its connection's
 
 
-class Answer:
+class Answer(AnswerTally):
     """One answer on a connection, one stream: its normalizer, running totals and the
     summary of the request that asked for it."""
 
     def __init__(self, number: int, provider: str, summary: dict[str, Any], lane: str | None = None) -> None:
+        super().__init__()
         self.number = number  # 0, 1, 2 ... on its connection
         self.summary = summary
         self.lane = lane
@@ -62,13 +60,8 @@ class Answer:
         self.finished = False
         self.messages = 0
         self.wire_bytes = 0
-        self.text_chars = 0
-        self.reasoning_chars = 0
-        self.tool_calls = 0
         self.binary_messages = 0
-        self.provider_error: str | None = None
         self.error_status: int | None = None
-        self._text_hash = hashlib.sha256()
 
     def feed(self, obj: Any, size: int, at: int) -> list[Payload]:
         self.messages += 1
@@ -76,19 +69,7 @@ class Answer:
         return self.count(self.normalizer.on_document(obj, at))
 
     def count(self, payloads: list[Payload]) -> list[Payload]:
-        out: list[Payload] = []
-        for p in payloads:
-            if isinstance(p, TextDelta):
-                self.text_chars += len(p.text)
-                self._text_hash.update(p.text.encode("utf-8", "surrogatepass"))
-            elif isinstance(p, ReasoningDelta):
-                self.reasoning_chars += len(p.text)
-            elif isinstance(p, ToolCall):
-                self.tool_calls += 1
-            elif isinstance(p, ProviderError):
-                self.provider_error = self.provider_error or p.message
-                continue  # reported by the terminal stream.error
-            out.append(p)
+        out = self.tally(payloads, [])
         self.events += len(out)
         return out
 
@@ -119,7 +100,7 @@ class Answer:
         self.finished = True
         if self.provider_error is not None:
             return StreamError(self.error_status or HANDSHAKE_STATUS, self.provider_error, self.totals())
-        return StreamEnd(HANDSHAKE_STATUS, self.normalizer.finish_reason, self.totals(), self._text_hash.hexdigest())
+        return StreamEnd(HANDSHAKE_STATUS, self.normalizer.finish_reason, self.totals(), self.text_sha256())
 
     def abort(self, by: str, message: str) -> Payload:
         self.finished = True

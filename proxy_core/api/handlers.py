@@ -17,7 +17,8 @@ import tornado.iostream
 import tornado.web
 
 from proxy_core import __version__
-from proxy_core.api.pump import BATCH, EventPump
+from proxy_core.api.next_answer import next_answer
+from proxy_core.api.pump import EventPump
 from proxy_core.api.webpage import PAGE
 from proxy_core.config import defaults
 from proxy_core.hub.envelope import Envelope, dumps
@@ -355,9 +356,9 @@ class StreamHandler(BaseHandler):
 
 
 class NextStreamHandler(EventStreamMixin):
-    """The first stream matching host= and tag= that starts after this request arrived:
-    a program that triggers a request can wait for exactly its own answer. Warm-ups
-    (`request.warmup`) are never that answer."""
+    """The first answer matching host= and tag= that starts after this request arrived:
+    a program that triggers a request can wait for exactly its own answer. Warm-ups and
+    hand-off stubs are never that answer (api/next_answer.py)."""
 
     PARAMS = frozenset({"host", "tag", "timeout", "after"})
 
@@ -373,29 +374,16 @@ class NextStreamHandler(EventStreamMixin):
             self.hub.subscribers -= 1
 
     async def _wait_for_stream(self, host: str | None, tag: str | None, timeout: float) -> None:
-        deadline = self.hub.clock() + timeout
         after = self.int_arg("after")
-        cursor = self.hub.last_offset if after is None else after  # default: streams from now on
-        while not self._gone and not self.hub.closed:
-            _, batch = self.hub.read(cursor, BATCH)
-            for env in batch:
-                cursor = env.offset
-                if env.type != "stream.start":
-                    continue
-                record = self.hub.streams.get(env.stream)
-                request = record.request if record else env.to_dict()["request"]
-                if request.get("warmup"):
-                    continue  # a WebSocket warm-up (generate: false) is not a model answer
-                if (host is None or request.get("host") == host) and (tag is None or request.get("tag") == tag):
-                    summary = record.summary() if record else {"id": env.stream, "request": request}
-                    self.write_json(summary)
-                    return
-            left = deadline - self.hub.clock()
-            if left <= 0:
-                break
-            await self.hub.wait(cursor, min(left, KEEPALIVE_SECONDS))
-        self.set_status(204)
-        self.finish()
+        record = await next_answer(
+            self.hub, self.hub.last_offset if after is None else after,  # default: streams from now on
+            lambda req: (host is None or req.get("host") == host) and (tag is None or req.get("tag") == tag),
+            self.hub.clock() + timeout, lambda: self._gone, KEEPALIVE_SECONDS)
+        if record is None:
+            self.set_status(204)
+            self.finish()
+            return
+        self.write_json(record.summary())
 
 
 class StreamEventsHandler(EventStreamMixin):

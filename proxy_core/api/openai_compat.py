@@ -1,6 +1,7 @@
 """POST /v1/chat/completions: any captured answer, in OpenAI's chat-completions format.
 
-`model: "streamtap/next"` waits for the next answer that starts (optionally
+`model: "streamtap/next"` waits for the next answer that starts (never a warm-up or a
+hand-off stub: api/next_answer.py; optionally
 `streamtap/next:tag=NAME` or `:host=HOST`, or the same in `metadata`) and streams it live;
 `model: "streamtap/<stream id>"` replays a captured one. Text is `delta.content`,
 reasoning `delta.reasoning_content` (the common extension), tool calls
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from proxy_core.api.handlers import KEEPALIVE_SECONDS, ApiError, EventStreamMixin
+from proxy_core.api.next_answer import next_answer
 from proxy_core.api.pump import BATCH
 from proxy_core.hub.envelope import Envelope, dumps
 from proxy_core.hub.hub import StreamRecord
@@ -88,17 +90,12 @@ class ChatCompletionsHandler(EventStreamMixin):
             if record is None:
                 raise ApiError(404, f"no stream {stream_id!r}")
             return record
-        cursor = self.hub.last_offset  # the next answer: one that starts from now on
-        deadline = self.hub.clock() + 600
-        while not self._gone and not self.hub.closed and self.hub.clock() < deadline:
-            _, batch = self.hub.read(cursor, BATCH)
-            for env in batch:
-                cursor = env.offset
-                record = self.hub.streams.get(env.stream) if env.type == "stream.start" else None
-                if record is not None and all(record.request.get(k) == v for k, v in wanted.items()):
-                    return record
-            await self.hub.wait(cursor, KEEPALIVE_SECONDS)
-        raise ApiError(504, "no answer started within 600 s")
+        record = await next_answer(  # the next answer: one that starts from now on
+            self.hub, self.hub.last_offset, lambda request: all(request.get(k) == v for k, v in wanted.items()),
+            self.hub.clock() + 600, lambda: self._gone, KEEPALIVE_SECONDS)
+        if record is None:
+            raise ApiError(504, "no answer started within 600 s")
+        return record
 
     async def _events(self, record: StreamRecord) -> Any:
         """The stream's events, live, up to its terminal one (a gap ends it as an error)."""

@@ -52,10 +52,11 @@ DEFAULT_ROUTES: tuple[dict[str, str], ...] = (
     {"host": "api.openai.com", "path": r"^/v1/realtime/?(\?|$)", "provider": "openai-realtime"},
     {"host": "chatgpt.com", "path": r"^/backend-api/codex/responses/?(\?|$)", "provider": "openai"},  # and SSE
     # Browser chat apps (docs/formats.md; on by default, `web_apps:` in the config turns
-    # each off): ChatGPT's turn and its resume (the stream hand-off), claude.ai's
+    # each off): ChatGPT's turn, its resume and its WebSocket topics (the stream hand-off), claude.ai's
     # completion, Gemini's StreamGenerate. AI Studio is the aistudio route above.
     {"host": "chatgpt.com", "path": r"^/backend-(api|anon)/(f/)?conversation(/resume)?/?(\?|$)",
      "provider": "chatgpt_web"},
+    {"host": "ws.chatgpt.com", "path": r"/ws/user/", "provider": "chatgpt_web"},  # the hand-off's topics
     {"host": "claude.ai", "path": r"^/api/organizations/[^/]+/chat_conversations/[^/]+/(retry_)?completion/?(\?|$)",
      "provider": "claude_web"},
     {"host": "gemini.google.com",

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from proxy_core.config import defaults
 from proxy_core.hub.envelope import Envelope
+from proxy_core.hub.handoffs import Handoffs
 from proxy_core.hub.metrics import Metrics
 from proxy_core.payloads import (
     Citation,
@@ -130,6 +131,7 @@ class StreamRecord:
     index: OffsetIndex = field(default_factory=OffsetIndex)  # where its events are in the ring
     transport: str = "http"  # or "websocket"
     connection: str | None = None  # the WebSocket it is an answer on
+    continued_by: list[str] = field(default_factory=list)  # streams carrying its hand-off on
 
     @property
     def host(self) -> str:
@@ -205,6 +207,7 @@ class StreamRecord:
             "last_offset": self.last_offset,
             "last_seq": self.next_seq - 1,
             "outcome": self.outcome,
+            **({"continued_by": self.continued_by} if self.continued_by else {}),
         }
 
 
@@ -262,6 +265,7 @@ class Hub:
         self._active = 0  # streams with no terminal event yet: trimming is O(1) per new stream
         self.metrics = Metrics()
         self.sinks: list[Callable[[Envelope], None]] = []  # e.g. the capture writer's queue
+        self.handoffs = Handoffs()
         self.subscribers = 0  # readers connected to the API now
         self.closed = False
         self._waiters: list[asyncio.Future[None]] = []
@@ -284,8 +288,14 @@ class Hub:
         transport: str = "http", connection: str | None = None, instance: str | None = None,
     ) -> StreamRecord:
         """A new stream, with its stream.start already published. `instance`: the process
-        that captured it, when not this one (a capture re-served)."""
-        record = StreamRecord(stream_id or secrets.token_hex(6), request, response, self.clock(),
+        that captured it, when not this one (a capture re-served). A stream that carries
+        on another's hand-off says so: `request.continues`."""
+        stream_id = stream_id or secrets.token_hex(6)
+        if (continues := self.handoffs.claim(request)) is not None:
+            request = {**request, "continues": continues}
+            if (handed_off := self.streams.get(continues)) is not None:
+                handed_off.continued_by.append(stream_id)
+        record = StreamRecord(stream_id, request, response, self.clock(),
                               message_limit=self.message_limit, transport=transport, connection=connection)
         replaced = self.streams.get(record.id)
         self._active += 0 if replaced is not None and replaced.active else 1
@@ -320,6 +330,7 @@ class Hub:
         self.metrics.events[payload.type] += 1
         if isinstance(payload, ProviderEvent):
             self.metrics.count_provider_event(record.request.get("provider", ""), payload.provider_type)
+            self.handoffs.offered(stream_id, payload.provider_type, payload.data)
         if terminal:
             self.metrics.streams[(record.request.get("provider", ""), payload.type.removeprefix("stream."))] += 1
         if self._waiters:  # the common case, once per event: nobody to wake

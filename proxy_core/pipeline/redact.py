@@ -35,8 +35,10 @@ SECRET_HEADERS = frozenset(
     }
 )
 SECRET_QUERY_KEYS = frozenset({"key", "api_key", "apikey", "access_token", "token", "at", "f.sid"})
-# Account ids in paths: claude.ai's organization (the web-app routes, docs/formats.md).
+# Account ids in paths: claude.ai's organization, the user of ChatGPT's topic socket
+# (ws.chatgpt.com/.../ws/user/<id>, whose query is a credential as a whole).
 _ACCOUNT_PATH = re.compile(r"(/api/organizations/)[^/?#]+")
+_SOCKET_USER = re.compile(r"(/ws/user/)[^/?#]+(\?[^#]*)?")
 
 
 def redact_headers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -52,6 +54,8 @@ def redact_headers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
 def redact_url(url: str) -> str:
     if "/organizations/" in url:
         url = _ACCOUNT_PATH.sub(r"\1" + REDACTED, url)
+    if "/ws/user/" in url:
+        url = _SOCKET_USER.sub(lambda m: m.group(1) + REDACTED + ("?" + REDACTED if m.group(2) else ""), url)
     parts = urlsplit(url)
     if not parts.query:
         return url

@@ -21,8 +21,8 @@ _MODEL_IN_PATH = re.compile(r"/models/([^/:?]+):")
 
 def request_summary(body: bytes | None, content_encoding: str | None, path: str = "",
                     limit: int = REQUEST_BODY_LIMIT) -> dict[str, Any]:
-    """{model, stream} as far as they are known (null when not), and when the body
-    could not be read, `body_error` saying why."""
+    """{model, stream} as far as they are known (null when not), `conversation_id` when
+    the body names one, and when the body could not be read, `body_error` saying why."""
     out: dict[str, Any] = {"model": None, "stream": None}
     if (found := _MODEL_IN_PATH.search(path)) is not None:
         out["model"] = found.group(1)
@@ -53,4 +53,7 @@ def request_summary(body: bytes | None, content_encoding: str | None, path: str 
         stream = obj.get("stream")
         if isinstance(stream, bool):
             out["stream"] = stream
+        conversation = obj.get("conversation_id")  # ChatGPT's web app: links a resume to its turn
+        if isinstance(conversation, str) and conversation:
+            out["conversation_id"] = conversation
     return out

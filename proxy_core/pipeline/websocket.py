@@ -12,6 +12,10 @@ answer each payload belongs to; every answer becomes one stream in the hub:
     Realtime (`openai-realtime`): the server's `response.created` opens an answer (with the
         summary of the client's `response.create` waiting, if one does); events go to
         the answer of their `response_id`; `response.done` ends it.
+    ChatGPT's topics (`chatgpt_web` on ws.chatgpt.com, the stream hand-off): each
+        conversation-turn topic is an answer; its items carry the SSE text of the
+        conversation POST, decoded by the same normalizer, each item once (by its
+        `stream_item_id`: a re-subscribe replays them); `done` or `error` ends it.
     ws-json: the whole connection is one stream; each text message one `frame`.
 
 Pure and total: no IO, no clock, nothing raises. A message is decoded only if it is at
@@ -35,15 +39,20 @@ from proxy_core.payloads import (
 from proxy_core.pipeline.tally import AnswerTally
 from proxy_core.providers import normalizer_for
 from proxy_core.providers.base import Normalizer, error_message, parse_json
+from proxy_core.providers.chatgpt_topics import TopicItem, topic_items
 from proxy_core.providers.openai_realtime import RealtimeNormalizer
-from proxy_core.wire.sse import DEFAULT_MAX_EVENT_BYTES
+from proxy_core.wire.errors import WireError
+from proxy_core.wire.sse import DEFAULT_MAX_EVENT_BYTES, ServerSentEvent, SSEDecoder
 
 WEBSOCKET_ONLY = frozenset({"ws-json", "openai-realtime"})  # their routes record WebSockets only
 REALTIME = frozenset({"openai-realtime"})
+TOPICS = frozenset({"chatgpt_web"})
 RESPONSES_END = frozenset({"response.completed", "response.failed", "response.incomplete"})
 CLEAN_CLOSE = frozenset({1000, 1001, 1005})  # normal, going away, no code given
 MAX_PENDING = 64  # client requests waiting for their answer to start (Realtime)
 HANDSHAKE_STATUS = 101  # the status an answer on a WebSocket has: its connection's
+MAX_ITEM_IDS = 65_536  # per topic answer: the item ids remembered to drop replays
+MAX_ENDED_TOPICS = 256  # per connection: topics ended, whose late items are dropped
 
 
 class Answer(AnswerTally):
@@ -107,6 +116,46 @@ class Answer(AnswerTally):
         return StreamAbort(by, message, self.totals())
 
 
+class TopicAnswer(Answer):
+    """An answer on a ChatGPT topic: its items' SSE text, decoded as the POST's is."""
+
+    def __init__(self, number: int, provider: str, summary: dict[str, Any], max_event_bytes: int) -> None:
+        super().__init__(number, provider, summary)
+        self.sse = SSEDecoder(max_event_bytes)
+        self.seen: dict[str, None] = {}  # item ids, oldest first (a bounded window)
+        self.repeats = 0
+
+    def feed_item(self, item: TopicItem) -> list[Payload]:
+        if item.item_id is not None:
+            if item.item_id in self.seen:
+                self.repeats += 1  # a catch-up replaying what already came
+                return []
+            self.seen[item.item_id] = None
+            if len(self.seen) > MAX_ITEM_IDS:
+                del self.seen[next(iter(self.seen))]
+        return self.count(self._frames(self.sse.feed(item.text.encode("utf-8", "surrogatepass"))))
+
+    def flush(self) -> list[Payload]:
+        try:
+            return self.count(self._frames(self.sse.close())) + super().flush()
+        except Exception as e:  # a decoder bug never reaches mitmproxy
+            return self.count([DecodeError(f"internal decoder error: {e!r}", 0)])
+
+    def totals(self) -> dict[str, int]:
+        totals = super().totals()
+        totals["repeated_items"] = self.repeats
+        return totals
+
+    def _frames(self, frames: list[ServerSentEvent | WireError]) -> list[Payload]:
+        out: list[Payload] = []
+        for frame in frames:
+            if isinstance(frame, ServerSentEvent):
+                out += self.normalizer.on_event(frame)
+            else:
+                out.append(DecodeError(frame.message, frame.at_byte))
+        return out
+
+
 # What the tap returns: (answer, None) when an answer begins (its stream is to be opened),
 # then (answer, payload) for each of its payloads, the terminal one last.
 Out = tuple[Answer, Payload | None]
@@ -119,7 +168,8 @@ class WebSocketTap:
         self.provider = provider
         self.max_event_bytes = max_event_bytes
         self.model = model  # from the handshake (Realtime's ?model=, an openai-model header)
-        self.mode = "realtime" if provider in REALTIME else "frames" if provider in WEBSOCKET_ONLY else "responses"
+        self.mode = ("realtime" if provider in REALTIME else "frames" if provider in WEBSOCKET_ONLY
+                     else "topics" if provider in TOPICS else "responses")
         self.messages = 0
         self.wire_bytes = 0
         self.answers = 0  # answers begun on this connection
@@ -129,12 +179,15 @@ class WebSocketTap:
         self._by_id: dict[str, Answer] = {}  # Realtime: response id -> answer
         self._requests: deque[dict[str, Any]] = deque(maxlen=MAX_PENDING)  # Realtime: response.create waiting
         self._connection: Answer | None = None  # ws-json: the one stream
+        self._topics: dict[str, TopicAnswer] = {}  # ChatGPT: topic id -> its open answer
+        self._ended_topics: deque[str] = deque(maxlen=MAX_ENDED_TOPICS)
 
     @property
     def active(self) -> list[Answer]:
         """The answers begun and not ended, oldest first."""
         found = {id(a): a for lane in self._lanes.values() for a in lane}
         found.update((id(a), a) for a in self._by_id.values())
+        found.update((id(a), a) for a in self._topics.values())
         if self._connection is not None and not self._connection.finished:
             found[id(self._connection)] = self._connection
         return sorted(found.values(), key=lambda a: a.number)
@@ -164,6 +217,8 @@ class WebSocketTap:
                 obj = parse_json(content.decode("utf-8", "surrogatepass"))
             except ValueError as e:
                 return self._undecodable(f"{self.provider}: a WebSocket message is not JSON ({e})", at)
+            if self.mode == "topics":
+                return self._topic_message(from_client, obj, len(content))
             if not isinstance(obj, dict):
                 return self._undecodable(f"{self.provider}: a WebSocket message is a JSON "
                                          f"{type(obj).__name__}, not an object", at)
@@ -193,6 +248,7 @@ class WebSocketTap:
             out.append((answer, answer.abort(by, f"{said} before the answer ended")))
         self._lanes.clear()
         self._by_id.clear()
+        self._topics.clear()
         return out
 
     def abort(self, by: str, message: str) -> list[Out]:
@@ -205,6 +261,7 @@ class WebSocketTap:
             out.append((answer, answer.abort(by, message)))
         self._lanes.clear()
         self._by_id.clear()
+        self._topics.clear()
         return out
 
     # ---------------------------------------------------------------------------
@@ -303,6 +360,37 @@ class WebSocketTap:
             out += self._finish(answer)
         return out
 
+    def _topic_message(self, from_client: bool, obj: Any, size: int) -> list[Out]:
+        items = [] if from_client else topic_items(obj)  # the client's subscribes say nothing new
+        if not items:
+            self.ignored += 1  # acks, presence, other topics
+            return []
+        out: list[Out] = []
+        counted = False
+        for item in items:
+            answer = self._topics.get(item.topic)
+            if answer is None:
+                if item.kind != "item" or item.topic in self._ended_topics:
+                    continue  # the end of an answer never seen, or an item after its end
+                answer = TopicAnswer(self.answers, self.provider, {"type": "conversation-turn", "topic_id": item.topic},
+                                     self.max_event_bytes)
+                self.answers += 1
+                self._topics[item.topic] = answer
+                out.append((answer, None))
+            if not counted:  # the message's bytes go to the first answer it speaks of
+                answer.messages += 1
+                answer.wire_bytes += size
+                counted = True
+            if item.kind == "item":
+                out += [(answer, p) for p in answer.feed_item(item)]
+                continue
+            if item.kind == "error":
+                answer.provider_error = answer.provider_error or f"{self.provider}: {item.text}"
+            del self._topics[item.topic]
+            self._ended_topics.append(item.topic)
+            out += self._finish(answer)
+        return out
+
     def _frame(self, from_client: bool, content: bytes, is_text: bool, at: int) -> list[Out]:
         answer = self._connection
         if answer is None:
@@ -382,4 +470,4 @@ def _status(obj: dict[str, Any]) -> int | None:
     return None
 
 
-__all__ = ["WEBSOCKET_ONLY", "Answer", "Out", "WebSocketTap", "request_summary"]
+__all__ = ["WEBSOCKET_ONLY", "Answer", "Out", "TopicAnswer", "WebSocketTap", "request_summary"]

@@ -1,7 +1,8 @@
 """The browser chat apps in a real headless Chromium: the proxy set by a PAC file, our CA
 in a fresh NSS database, pages on each app's real host name (chatgpt.com, claude.ai,
 gemini.google.com, mapped to a loopback upstream with connect_to) whose fetch() makes
-the app's request(s) and reads the stream. The upstream answers in each app's format
+the app's request(s) and reads the stream; ChatGPT's hand-off both ways (the resume
+POST, and the topic on a WebSocket to ws.chatgpt.com, a second loopback upstream). The upstream answers in each app's format
 (constructed bodies, tests/support/webapps.py); the API must have the exact text. One
 test presses "stop" (aborts the fetch) mid-answer and checks the next answer."""
 
@@ -18,14 +19,18 @@ import pytest
 
 from tests.e2e.test_browser import Chromium, DevTools, open_page, wait_for
 from tests.support import webapps
+from tests.support.api_http import get_json
 from tests.support.pki import make_pki
 from tests.support.proc import StreamtapProcess
 from tests.support.subscriber import EventLog, text_of
 from tests.support.upstream import Reply, Request, Upstream
+from tests.support.ws_upstream import WebSocketUpstream
 
 pytestmark = pytest.mark.e2e
 
 HOSTS = ["chatgpt.com", "claude.ai", "gemini.google.com"]
+WS_HOST = "ws.chatgpt.com"
+SOCKET = "wss://ws.chatgpt.com/ws/user/user-secret-42?verify=secret-verify-7"  # both parts are credentials
 V1, HANDOFF, RESUME = webapps.chatgpt_v1(), webapps.chatgpt_handoff(), webapps.chatgpt_resume()
 CLAUDE, GEMINI = webapps.claude_web(), webapps.gemini_web()
 PATHS = {
@@ -35,7 +40,7 @@ PATHS = {
 }
 ANSWERS = {"chatgpt.com": V1, "claude.ai": CLAUDE, "gemini.google.com": GEMINI}
 
-# The page: ?tag=T&mode=answer|handoff|stop. It reads every byte of the stream(s) and
+# The page: ?tag=T&mode=answer|handoff|topic|stop. It reads every byte of the stream(s) and
 # leaves them, as text, in data attributes.
 PAGE = b"""<!doctype html><meta charset="utf-8"><title>app</title><body><script>
 const params = new URLSearchParams(location.search);
@@ -55,9 +60,32 @@ async function readAll(r, limit) {
   }
   return raw;
 }
+function topicText(socket) {  // the hand-off's topic: every item once, until done
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(socket), seen = new Set();
+    let sse = '';
+    ws.onopen = () => ws.send(JSON.stringify({id: 2, type: 'subscribe', topic_id: 'conversation-turn-tx-2'}));
+    ws.onerror = () => reject(new Error('WebSocket error'));
+    ws.onmessage = (m) => {
+      const value = JSON.parse(m.data);
+      for (const raw of Array.isArray(value) ? value : [value]) {
+        const entries = raw.type === 'reply' ? raw.reply.catchups : [raw];
+        for (const e of entries) {
+          const p = e.payload && e.payload.payload;
+          if (!p) continue;
+          if (p.type === 'done') { ws.close(); resolve(sse); }
+          if (p.type === 'stream-item' && !seen.has(p.stream_item_id)) { seen.add(p.stream_item_id); sse += p.encoded_item; }
+        }
+      }
+    };
+  });
+}
 (async () => {
   const d = document.body.dataset;
-  if (mode === 'handoff') {
+  if (mode === 'topic') {
+    d.first = await readAll(await post(path, tag + '-post', {'x-test-scenario': 'handoff'}));
+    d.second = await topicText(params.get('socket'));
+  } else if (mode === 'handoff') {
     d.first = await readAll(await post(path, tag + '-post', {'x-test-scenario': 'handoff'}));
     if (!d.first.includes('"stream_handoff"')) throw new Error('no hand-off');
     d.second = await readAll(await post('/backend-api/f/conversation/resume', tag + '-resume', {}));
@@ -93,7 +121,7 @@ def serve(request: Request) -> Reply:
 
 
 def pac_script(proxy_port: int, dead_port: int) -> str:
-    hosts = " || ".join(f'host === "{h}"' for h in HOSTS)
+    hosts = " || ".join(f'host === "{h}"' for h in [*HOSTS, WS_HOST])
     return f"""function FindProxyForURL(url, host) {{
   if (host === "127.0.0.1" || host === "localhost") return "DIRECT";
   if ({hosts}) return "PROXY 127.0.0.1:{proxy_port}";
@@ -104,16 +132,18 @@ def pac_script(proxy_port: int, dead_port: int) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     work = tmp_path_factory.mktemp("browser-apps")
-    pki = make_pki(work / "pki", HOSTS)
+    pki = make_pki(work / "pki", [*HOSTS, WS_HOST])
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))  # bound, never listening: anything else the browser asks for is refused
-    with dead, Upstream(pki, serve) as upstream:
+    topic = webapps.chatgpt_topic_messages(V1.body)
+    with dead, Upstream(pki, serve) as upstream, WebSocketUpstream(pki, lambda request, path: topic) as ws_up:
         proc = StreamtapProcess(
             ["--certs", str(work / "certs"), "--api-socket", str(work / "api.sock"),
              "--api-listen", "127.0.0.1:0",  # the live page
              "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
              *[arg for host in HOSTS
-               for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{upstream.port}")]],
+               for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{upstream.port}")],
+             "--set", f"streamtap_connect_to={WS_HOST}:443=127.0.0.1:{ws_up.port}"],
             cwd=work,
         )
         chrome = None
@@ -137,7 +167,7 @@ def world(tmp_path_factory):
                 env={**os.environ, "HOME": str(home)},
             )
             assert chrome.ws_url
-            yield {"proc": proc, "chrome": chrome, "devtools": DevTools(chrome.ws_url),
+            yield {"proc": proc, "chrome": chrome, "sock": str(work / "api.sock"), "devtools": DevTools(chrome.ws_url),
                    "log": EventLog(str(work / "api.sock"), since=0), "token": (work / "api-token").read_text().strip()}
         finally:
             if chrome is not None:
@@ -150,7 +180,8 @@ def run_page(world, host: str, tag: str, mode: str) -> dict:
     from urllib.parse import quote
 
     devtools = world["devtools"]
-    session = open_page(devtools, f"https://{host}/app?tag={tag}&mode={mode}&path={quote(PATHS[host], safe='')}")
+    session = open_page(devtools, f"https://{host}/app?tag={tag}&mode={mode}&path={quote(PATHS[host], safe='')}"
+                                  f"&socket={quote(SOCKET, safe='')}")
     wait_for(devtools, session, "document.body && document.body.dataset.done", timeout=60)
     data = devtools.evaluate(session, "JSON.stringify(document.body.dataset)")
     out = json.loads(data)
@@ -165,6 +196,27 @@ def assert_exact(events, fx) -> None:
     assert "".join(e["text"] for e in events if e["type"] == "reasoning.delta") == fx.reasoning
     assert not [e for e in events if e["type"] == "decode.error"]
     assert "Chrome" in events[0]["request"]["headers"]["user-agent"]
+
+
+def test_the_chatgpt_handoff_over_the_websocket_topic_in_chromium(world):
+    before = get_json(world["sock"], "/healthz")["last_offset"]
+    page = run_page(world, "chatgpt.com", "topic", "topic")
+    assert page["first"] == HANDOFF.body.decode() and page["second"] == V1.body.decode()
+    stub = world["log"].stream_of("topic-post")
+    assert stub[-1]["finish_reason"] == "handoff" and not text_of(stub)
+    # The topic is a stream of its own on ws.chatgpt.com, with the answer's exact text,
+    # naming the hand-off it carries on; /v1/streams/next gives it, not the stub.
+    answer = world["log"].stream_where(lambda e: e["request"]["host"] == WS_HOST and e["offset"] > before)
+    start = answer[0]
+    assert_exact(answer, V1)
+    assert start["transport"] == "websocket" and start["request"]["topic_id"] == webapps.TOPIC
+    assert start["request"]["continues"] == stub[0]["stream"]
+    assert get_json(world["sock"], f"/v1/streams/{stub[0]['stream']}")["continued_by"] == [start["stream"]]
+    nxt = get_json(world["sock"], f"/v1/streams/next?after={before}&host=chatgpt.com&timeout=5")
+    assert nxt["id"] == start["stream"]
+    everything = json.dumps(answer)  # (the stub's Referer has the test page's URL, which names the socket)
+    assert "user-secret-42" not in everything and "secret-verify-7" not in everything
+    assert start["request"]["url"] == "https://ws.chatgpt.com/ws/user/[redacted]?[redacted]"
 
 
 # Two tests, each going through every app: each xdist worker that runs one starts its own

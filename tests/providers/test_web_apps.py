@@ -269,3 +269,6 @@ def test_web_app_secrets_in_headers_and_urls_are_redacted():
     assert url == "https://claude.ai/api/organizations/[redacted]/chat_conversations/c1/completion"
     path = redact_url("/_/BardChatUi/data/x/StreamGenerate?bl=boq&f.sid=-42&hl=en&rt=c")
     assert "-42" not in path and "bl=boq" in path and "rt=c" in path
+    socket = redact_url("wss://ws.chatgpt.com/abc/ws/user/user-9f2?verify=v-secret&x=1")
+    assert socket == "wss://ws.chatgpt.com/abc/ws/user/[redacted]?[redacted]"
+    assert redact_url("/ws/user/user-9f2") == "/ws/user/[redacted]"

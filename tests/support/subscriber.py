@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..support.api_http import follow_events
@@ -26,10 +27,15 @@ class EventLog:
 
     def stream_of(self, tag: str, timeout: float = 20) -> list[dict[str, Any]]:
         """All events of the stream whose request carried `tag`, once it has ended."""
+        return self.stream_where(lambda start: start["request"]["tag"] == tag, f"tagged {tag!r}", timeout)
+
+    def stream_where(self, match: Callable[[dict[str, Any]], bool], what: str = "matching",
+                     timeout: float = 20) -> list[dict[str, Any]]:
+        """All events of the first stream whose stream.start matches, once it has ended."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                starts = [e for e in self.events if e["type"] == "stream.start" and e["request"]["tag"] == tag]
+                starts = [e for e in self.events if e["type"] == "stream.start" and match(e)]
                 if starts:
                     sid = starts[0]["stream"]
                     mine = [e for e in self.events if e["stream"] == sid]
@@ -37,7 +43,7 @@ class EventLog:
                         return mine
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"no finished stream tagged {tag!r}; have {len(self.events)} events")
+                    raise TimeoutError(f"no finished stream {what}; have {len(self.events)} events")
                 self._cond.wait(left)
 
 

@@ -118,6 +118,37 @@ def chatgpt_resume() -> Fixture:
     return Fixture(b"".join(ev), text=ANSWER)
 
 
+TOPIC = "conversation-turn-tx-2"
+
+
+def topic_entry(item: dict[str, Any], topic: str | None = TOPIC) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": "message",
+                             "payload": {"type": "conversation-turn-stream", "payload": item}}
+    if topic is not None:
+        entry["topic_id"] = topic
+    return entry
+
+
+def chatgpt_topic_messages(body: bytes, pieces: int = 6, catchups: int = 2) -> list[Any]:
+    """The server messages of ws.chatgpt.com carrying `body` (a conversation POST's SSE)
+    on the hand-off's topic (SDP patch-websocket.ts, RS tests): a subscribe reply whose
+    catch-ups hold the first items (without a topic id of their own), the rest live, one
+    of them sent twice, a message of another kind between, then `done`."""
+    text = body.decode()
+    cut = [len(text) * i // pieces for i in range(pieces + 1)]
+    items = [{"type": "stream-item", "stream_item_id": f"item-{i}", "encoded_item": text[cut[i]:cut[i + 1]]}
+             for i in range(pieces)]
+    out: list[Any] = [{"id": 2, "type": "reply", "reply": {
+        "type": "subscribe", "topic_id": TOPIC, "catchups": [topic_entry(i, None) for i in items[:catchups]]}}]
+    for n, item in enumerate(items[catchups:]):
+        out.append([topic_entry(item)] if n % 2 else topic_entry(item))  # a list of entries, or one
+        if n == 0:
+            out.append(topic_entry(items[catchups - 1]))  # a replay: dropped by its id
+            out.append({"type": "presence", "topic_id": "user-presence", "payload": {"online": True}})
+    out.append(topic_entry({"type": "done"}))
+    return out
+
+
 def chatgpt_cumulative() -> Fixture:
     """The older form without delta_encoding: whole messages, parts[0] the text so far (C2A chatFormat.py)."""
     a = ANSWER

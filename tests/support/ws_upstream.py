@@ -1,7 +1,8 @@
 """A real WebSocket server on loopback (TLS, permessage-deflate, the `websockets`
-library) that plays the Responses API over WebSocket and Realtime: for each client
-`response.create` it sends the scripted answer, message by message, and records what
-it sent so tests compare the client's messages byte for byte."""
+library) that plays the Responses API over WebSocket, Realtime and ChatGPT's topic
+socket: for each client `response.create` (or `subscribe`) it sends the scripted
+answer, message by message, and records what it sent so tests compare the client's
+messages byte for byte."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.support.pki import TestPKI
 # "CLOSE" closes the connection there, "DROP" closes the TCP connection (after what was
 # sent) without a WebSocket close frame.
 Script = Callable[[dict[str, Any], str], list[Any]]
+REQUESTS = frozenset({"response.create", "subscribe"})  # a ChatGPT topic subscribe is answered too
 
 
 class WebSocketUpstream:
@@ -82,7 +84,7 @@ class WebSocketUpstream:
                 text = raw if isinstance(raw, str) else raw.decode()
                 received.append(text)
                 obj = json.loads(text)
-                if obj.get("type") != "response.create":
+                if obj.get("type") not in REQUESTS:
                     continue
                 for message in self.script(obj, path):
                     if message == "CLOSE":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,10 @@ import pytest
 
 from tests.support import websocket as ws
 from tests.support.agents import codex
+from tests.support.codex_cli import codex_env, codex_exec, finished_streams
 from tests.support.pki import make_pki
 from tests.support.proc import StreamtapProcess
-from tests.support.subscriber import TERMINAL, EventLog, text_of
+from tests.support.subscriber import EventLog, text_of
 from tests.support.upstream import Reply, Request, Upstream
 from tests.support.ws_upstream import WebSocketUpstream
 
@@ -69,32 +69,9 @@ def world(tmp_path_factory):
 
 
 def run_codex(world, name: str, *config: str) -> subprocess.CompletedProcess:
-    home = world["work"] / f"home-{name}"
-    (home / ".codex").mkdir(parents=True)
-    ca = str(world["ca"])
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home / ".codex"),
-           "HTTPS_PROXY": world["proc"].proxy_url, "https_proxy": world["proc"].proxy_url,
-           "NO_PROXY": "", "no_proxy": "",
-           "OPENAI_API_KEY": "sk-test-not-a-key", "CODEX_CA_CERTIFICATE": ca, "SSL_CERT_FILE": ca}
-    workdir = world["work"] / f"project-{name}"
-    workdir.mkdir()
-    # Without the CA Codex would reconnect for ever: the time limit ends any such run.
-    return subprocess.run([str(world["binary"]), "exec", "--skip-git-repo-check", "-m", "gpt-5.2-codex",
-                           *[a for c in config for a in ("-c", c)], "say hello"],
-                          env=env, cwd=workdir, capture_output=True, text=True, timeout=120)
-
-
-def streams(log: EventLog, match, count: int, timeout: float = 20) -> list[list[dict]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        events = list(log.events)
-        starts = [e for e in events if e["type"] == "stream.start" and match(e)]
-        out = [[e for e in events if e["stream"] == s["stream"]] for s in starts]
-        if len(out) >= count and all(o[-1]["type"] in TERMINAL for o in out):
-            return out
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(out)} matching streams: {[o[-1]['type'] for o in out]}")
-        time.sleep(0.05)
+    env = codex_env(world["work"] / f"home-{name}", world["proc"].proxy_url, world["ca"],
+                    OPENAI_API_KEY="sk-test-not-a-key")
+    return codex_exec(world["binary"], env, world["work"] / f"project-{name}", *config, model="gpt-5.2-codex")
 
 
 def test_codex_websocket_default_is_captured_exactly(world):
@@ -104,7 +81,7 @@ def test_codex_websocket_default_is_captured_exactly(world):
     handshake = world["ws_up"].handshakes[-1]
     assert handshake["openai-beta"].startswith("responses_websockets=")
     assert "permessage-deflate" in handshake.get("sec-websocket-extensions", "")
-    found = streams(world["log"], lambda e: e.get("transport") == "websocket", 2)
+    found = finished_streams(world["log"], lambda e: e.get("transport") == "websocket", 2)
     warmups = [s for s in found if s[0]["request"].get("warmup")]
     answers = [s for s in found if not s[0]["request"].get("warmup")]
     assert len(warmups) == 1 and text_of(warmups[0]) == "" and warmups[0][-1]["type"] == "stream.end"
@@ -129,8 +106,8 @@ def test_codex_sse_mode_is_captured_exactly(world):
     result = run_codex(world, "sse", *provider)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "".join(SSE_TEXT) in result.stdout
-    (answer,) = streams(world["log"], lambda e: e.get("transport") == "http"
-                        and e["request"]["path"].startswith("/backend-api/codex/responses"), 1)
+    (answer,) = finished_streams(world["log"], lambda e: e.get("transport") == "http"
+                                 and e["request"]["path"].startswith("/backend-api/codex/responses"), 1)
     assert text_of(answer) == "".join(SSE_TEXT) and answer[-1]["type"] == "stream.end"
     assert answer[0]["request"]["host"] == "chatgpt.com"
 

@@ -1,8 +1,11 @@
 """A real HTTPS server on loopback that plays a provider: it answers each request with a
-scripted reply, sent in the chunks the test chooses (HTTP/1.1 via h11, TLS via ssl)."""
+scripted reply, sent in the chunks the test chooses (HTTP/1.1 via h11, TLS via ssl). Given
+a WebSocket script it also takes WebSocket upgrades on the same port, as one host that
+serves both does (chatgpt.com for Codex signed in with ChatGPT)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -11,8 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import h11
+from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request as WSRequest
+from websockets.server import ServerProtocol
 
 from tests.support.pki import TestPKI
+from tests.support.ws_upstream import REQUESTS, Script
 
 
 @dataclass
@@ -35,9 +44,12 @@ class Reply:
 
 
 class Upstream:
-    def __init__(self, pki: TestPKI, handler: Callable[[Request], Reply]) -> None:
+    def __init__(self, pki: TestPKI, handler: Callable[[Request], Reply], websocket: Script | None = None) -> None:
         self.handler = handler
-        self.requests: list[Request] = []
+        self.websocket = websocket
+        self.requests: list[Request] = []  # WebSocket upgrades too
+        self.ws_sent: list[list[str]] = []  # per WebSocket connection, every message sent
+        self.ws_received: list[list[str]] = []
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(pki.leaf_cert, pki.leaf_key)
         self.ctx.set_alpn_protocols(["http/1.1"])
@@ -106,6 +118,9 @@ class Upstream:
             body,
         )
         self.requests.append(req)
+        if self.websocket is not None and req.headers.get("upgrade", "").lower() == "websocket":
+            self._websocket(tls, req, conn.trailing_data[0])
+            return False
         reply = self.handler(req)
         headers = list(reply.headers)
         if not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
@@ -122,3 +137,45 @@ class Upstream:
             tls.sendall(conn.send(h11.Data(data=chunk)))
         tls.sendall(conn.send(h11.EndOfMessage()))
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+    def _websocket(self, tls: ssl.SSLSocket, req: Request, early: bytes) -> None:
+        """The upgraded connection: websockets' sans-I/O protocol does the handshake,
+        permessage-deflate, framing, pings and the close; each client request (a
+        response.create) gets the script's messages, as WebSocketUpstream sends them."""
+        assert self.websocket is not None
+        proto = ServerProtocol(extensions=[ServerPerMessageDeflateFactory()], max_size=None)
+        # The protocol parses the request itself: give it back what h11 read.
+        proto.receive_data(WSRequest(req.target, Headers(list(req.headers.items()))).serialize())
+        (handshake,) = proto.events_received()
+        assert isinstance(handshake, WSRequest)
+        proto.send_response(proto.accept(handshake))
+        sent: list[str] = []
+        received: list[str] = []
+        self.ws_sent.append(sent)
+        self.ws_received.append(received)
+        data, parts = early, []
+        while True:
+            if data:
+                proto.receive_data(data)
+            for frame in proto.events_received():
+                if not isinstance(frame, Frame) or frame.opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                    continue
+                parts.append(bytes(frame.data))
+                if not frame.fin:
+                    continue
+                text = b"".join(parts).decode()
+                parts = []
+                received.append(text)
+                obj = json.loads(text)
+                if obj.get("type") in REQUESTS:
+                    for message in self.websocket(obj, req.target):
+                        out = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False)
+                        sent.append(out)
+                        proto.send_text(out.encode())
+            for out_bytes in proto.data_to_send():
+                if not out_bytes:  # the protocol is done with the connection
+                    return
+                tls.sendall(out_bytes)
+            data = tls.recv(65536)
+            if not data:
+                return

@@ -7,7 +7,6 @@ A payload has no stream, seq or offset: the hub wraps each in an `Envelope`
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -17,14 +16,6 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
-# The hand-written JSON of the hot payloads must be byte for byte what `dumps` gives.
-# It is, for the exact types checked: `_ENCODER` quotes strings with this very
-# function (the C one when available), writes an int as `int.__repr__` and a finite
-# float as `float.__repr__`. A lone surrogate passes through, and `_utf8` escapes it
-# as `dumps` does.
-json_str = json.encoder.encode_basestring
-
-
 @dataclass(frozen=True, slots=True)
 class Payload:
     type: ClassVar[str] = ""
@@ -32,11 +23,6 @@ class Payload:
 
     def fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _field_names(type(self))}  # type: ignore[arg-type]
-
-    def fields_json(self) -> str | None:
-        """`fields()` as JSON members (`,"name":value...`), for the payloads that come
-        by the thousand; None sends the envelope through the generic encoder."""
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,20 +38,11 @@ class StreamStart(Payload):
     instance: str = ""  # the streamtap process (its hub): with the stream id, unique across a fleet
 
 
-def _delta_fields_json(self: TextDelta | ReasoningDelta) -> str | None:
-    """`fields_json` of the deltas, the payloads nearly every event carries."""
-    if type(self.text) is not str or type(self.index) is not int:  # e.g. a bool index, which JSON spells true
-        return None
-    return f',"text":{json_str(self.text)},"index":{self.index}'
-
-
 @dataclass(frozen=True, slots=True)
 class TextDelta(Payload):
     type: ClassVar[str] = "text.delta"
     text: str
     index: int = 0
-
-    fields_json = _delta_fields_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +50,6 @@ class ReasoningDelta(Payload):
     type: ClassVar[str] = "reasoning.delta"
     text: str
     index: int = 0
-
-    fields_json = _delta_fields_json
 
 
 @dataclass(frozen=True, slots=True)

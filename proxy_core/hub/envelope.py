@@ -8,7 +8,9 @@ import json
 import math
 from typing import Any, NamedTuple
 
-from proxy_core.payloads import Payload, json_str
+import msgspec
+
+from proxy_core.payloads import Payload
 
 
 class Envelope(NamedTuple):
@@ -37,9 +39,7 @@ class Envelope(NamedTuple):
     def make(
         cls, offset: int, stream: str, seq: int, time: float, payload: Payload, host: str = ""
     ) -> Envelope:
-        encoded = _fast_envelope_json(offset, stream, seq, time, payload)
-        if encoded is None:
-            encoded = dumps(envelope_dict(offset, stream, seq, time, payload))
+        encoded = dumps(envelope_dict(offset, stream, seq, time, payload))
         return cls(offset, stream, seq, time, payload.type, payload.terminal, host, encoded)
 
 
@@ -54,27 +54,27 @@ def envelope_dict(offset: int, stream: str, seq: int, time: float, payload: Payl
     }
 
 
-def _fast_envelope_json(offset: Any, stream: Any, seq: Any, time: Any, payload: Payload) -> bytes | None:
-    """`dumps(envelope_dict(...))` for a payload with `fields_json`, or None."""
-    members = payload.fields_json()
-    if members is None or not (
-        type(offset) is int and type(seq) is int and type(stream) is str and type(time) is float
-    ):
-        return None
-    if not math.isfinite(time):  # NaN and Infinity have their own spelling
-        return None
-    head = f'{{"offset":{offset},"stream":{json_str(stream)},"seq":{seq},"type":{json_str(payload.type)}'
-    return _utf8(f'{head},"time":{time!r}{members}}}')
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: this is per event
+_encode = msgspec.json.Encoder().encode  # built once: this is per event
+_FALLBACK = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def dumps(obj: Any) -> bytes:
-    return _utf8(_ENCODER.encode(obj))
+    """Compact JSON in UTF-8, by msgspec (four times the standard library's speed).
+    A float that is not finite is `null`. A lone surrogate (a provider's "\\ud800")
+    has no UTF-8 form: msgspec refuses it, and the standard library's encoder writes it
+    as its \\uXXXX escape, the same character in JSON."""
+    try:
+        return _encode(obj)
+    except (UnicodeEncodeError, TypeError):
+        return _FALLBACK.encode(_finite(obj)).encode("utf-8", "backslashreplace")
 
 
-def _utf8(json_text: str) -> bytes:
-    # A lone surrogate (e.g. a provider's "\ud800") has no UTF-8 form; it can only sit
-    # inside a JSON string, where its \uXXXX escape is the same character.
-    return json_text.encode("utf-8", "backslashreplace")
+def _finite(obj: Any) -> Any:
+    """`obj` with its non-finite floats as None, as msgspec writes them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj

@@ -36,7 +36,8 @@ PAGE = r"""<!doctype html>
   .head { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; cursor: pointer; font-size: 12px; }
   .head::after { content: "events ▸"; color: #2563eb; }
   .head[aria-expanded="true"]::after { content: "events ▾"; }
-  .head > span:empty, .meta > span:empty, .reasoning:empty, .text:empty, .tools:empty, .note:empty { display: none; }
+  .head > span:empty, .meta > span:empty, .reasoning:empty, .text:empty, .refusal:empty, .tools:empty, .extras:empty,
+  .note:empty { display: none; }
   .state { font-weight: 600; font-size: 11px; text-transform: uppercase; letter-spacing: .03em; }
   .stream.active .state { color: #2563eb; } .stream.ended .state { color: #15803d; }
   .stream.aborted .state, .stream.error .state { color: #b91c1c; }
@@ -55,6 +56,21 @@ PAGE = r"""<!doctype html>
   .tool { display: flex; gap: 8px; align-items: baseline; }
   .tool .name { font-weight: 600; color: #7c3aed; }
   .tool .args { margin: 0; white-space: pre-wrap; word-break: break-word; }
+  .refusal { white-space: pre-wrap; margin-top: 6px; padding: 2px 8px; border-left: 3px solid #dc2626;
+             background: #fef2f2; color: #991b1b; max-height: 8em; overflow: auto; }
+  .refusal::before { font-weight: 600; }
+  .result { display: flex; gap: 8px; align-items: baseline; }
+  .result .name { font-weight: 600; color: #6d28d9; white-space: nowrap; }
+  .result .name::before { content: "↳ "; }
+  .result .content { color: #5b6473; white-space: pre-wrap; word-break: break-word; }
+  .extras { display: grid; gap: 1px; margin-top: 6px; font-size: 12px; max-height: 12em; overflow: auto; }
+  .extra { display: flex; gap: 8px; align-items: baseline; }
+  .extra .kind { font-weight: 600; white-space: nowrap; color: #5b6473; }
+  .extra .detail { font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap;
+                   word-break: break-word; }
+  .extra.citation .kind { color: #0e7490; } .extra.media .kind { color: #0f766e; }
+  .extra.provider-event .kind { color: #b45309; } .extra.decode-error .kind { color: #b91c1c; }
+  .extra.more { color: #8a93a3; font-style: italic; }
   .note { margin-top: 6px; color: #b91c1c; font-size: 12px; }
   .events { margin-top: 8px; border-top: 1px solid #eef1f5; padding-top: 6px; font-size: 11.5px; max-height: 26em;
             overflow: auto; }
@@ -98,7 +114,11 @@ const streams = new Map();  // id -> what the page knows of the stream; oldest f
 // The hub keeps its last 1000 finished streams; a page left open all day keeps fewer.
 const MAX_CARDS = 500;
 const TERMINAL = {"stream.end": "ended", "stream.abort": "aborted", "stream.error": "error"};
-const CONTENT = new Set(["text.delta", "reasoning.delta", "tool_call"]);  // what counts as a first token
+// What counts as a first token: the model's own output.
+const CONTENT = new Set(["text.delta", "reasoning.delta", "refusal.delta", "tool_call"]);
+const COMMON = new Set(["offset", "stream", "seq", "type", "time", "instance"]);  // the envelope, not an event's own
+const EXCERPT = 300;  // characters of a tool result's, a frame's or a provider event's data in a card
+const MAX_EXTRAS = 200;  // lines of them per card; the events list has all
 const filters = {};
 for (const select of document.querySelectorAll("select[data-filter]")) filters[select.dataset.filter] = select;
 
@@ -143,7 +163,89 @@ function toolCall(ev) {
   const row = make("div", "tool");
   row.append(make("span", "name", ev.name ?? "(no name)"),
              make("pre", "args", ev.raw_arguments ?? pretty(ev.arguments)));
+  if (ev.server) row.title = "run by the provider itself";
   return row;
+}
+
+// A value on one line, at most `limit` characters: a string as it is, anything else as JSON.
+function excerpt(value, limit = EXCERPT) {
+  if (value === undefined || value === null) return "";
+  const text = (typeof value === "string" ? value : JSON.stringify(value)).replace(/\s+/g, " ").trim();
+  if (text.length <= limit) return text;
+  let cut = text.slice(0, limit - 1);
+  if (/[\ud800-\udbff]$/.test(cut)) cut = cut.slice(0, -1);  // never half a character
+  return cut + "…";
+}
+
+// The result of a tool the provider ran, under the tool calls, as its call is.
+function toolResult(ev) {
+  const row = make("div", "result");
+  row.append(make("span", "name", ev.kind ?? "tool_result"), make("span", "content", excerpt(ev.content)));
+  row.title = (ev.id ? `result of ${ev.id}: ` : "") + excerpt(ev.content, 4000);
+  return row;
+}
+
+const sizeOf = (n) => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(n < 10240 ? 1 : 0)} KB`
+  : `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`;
+
+// The sources a citation names, whatever the provider's shape: [[title, address], ...].
+function sources(data, found = [], depth = 0) {
+  if (depth > 6 || found.length > 50 || !data || typeof data !== "object") return found;
+  if (!Array.isArray(data)) {
+    const pick = (keys) => keys.map((k) => data[k]).find((v) => typeof v === "string" && v) ?? "";
+    const url = pick(["url", "uri", "retrievedUrl", "file_id"]), title = pick(["title", "document_title", "filename"]);
+    if (url || title) {
+      if (!found.some(([t, u]) => t === title && u === url)) found.push([title, url]);
+      return found;
+    }
+  }
+  for (const item of Object.values(data)) sources(item, found, depth + 1);
+  return found;
+}
+
+// Everything but the texts, the tool calls, the usage and the end: one line each, a
+// label and what it says ([class, label, detail]). A type the page does not know shows
+// as its name and fields.
+function extraLine(ev) {
+  switch (ev.type) {
+    case "citation": {
+      const found = sources(ev.data);
+      if (!found.length) return ["citation", "cite", `${ev.kind ?? ""} ${excerpt(ev.data)}`];
+      const shown = found.slice(0, 3).map((pair) => pair.filter(Boolean).map((p) => excerpt(p, 120)).join(" "));
+      return ["citation", "cite", shown.join(" · ") + (found.length > 3 ? ` · +${found.length - 3} more` : "")];
+    }
+    case "media": {
+      const mime = typeof ev.mime_type === "string" ? ev.mime_type : "";
+      const size = Number.isInteger(ev.size) ? ` ${sizeOf(ev.size)}` : "";
+      return ["media", (mime.includes("/") ? mime.split("/")[0] : "media") + size,
+              [mime, ev.kind, ev.uri].filter(Boolean).join(" ")];
+    }
+    case "signature":
+      return ["signature", "signature",
+              `${ev.kind ?? ""}${typeof ev.value === "string" ? `, ${ev.value.length} chars` : ""}`];
+    case "provider.event": return ["provider-event", "provider.event", `${ev.provider_type} ${excerpt(ev.data)}`];
+    case "frame": return ["frame", ev.event ? `frame ${ev.event}` : "frame", excerpt(ev.data)];
+    case "decode.error": return ["decode-error", "decode error", `at byte ${ev.at_byte}: ${ev.message ?? ""}`];
+    default: {
+      const fields = Object.fromEntries(Object.entries(ev).filter(([k]) => !COMMON.has(k)));
+      return ["unknown", String(ev.type), Object.keys(fields).length ? excerpt(fields) : ""];
+    }
+  }
+}
+
+function addExtra(s, ev) {
+  if (s.extras.children.length >= MAX_EXTRAS) {  // the last line counts the ones left out
+    s.extrasLeftOut = (s.extrasLeftOut ?? 0) + 1;
+    let more = s.extras.querySelector(".more");
+    if (!more) { more = make("div", "extra more"); s.extras.append(more); }
+    more.textContent = `… ${s.extrasLeftOut} more (see the events)`;
+    return;
+  }
+  const [cls, kind, detail] = extraLine(ev);
+  const row = make("div", `extra ${cls}`);
+  row.dataset.type = String(ev.type);
+  row.append(make("span", "kind", kind), make("span", "detail", detail.trim()));
+  s.extras.append(row);
 }
 
 function addOption(select, value) {
@@ -190,7 +292,9 @@ function addCard(ev) {
   s.f.started.title = new Date(ev.time * 1000).toString();
   setSeconds(s.f.duration, 0);
   el.append(head, meta, s.reasoning = make("div", "reasoning"), s.text = make("div", "text"),
-            s.tools = make("div", "tools"), s.note = make("div", "note"));
+            s.refusal = make("div", "refusal"), s.tools = make("div", "tools"), s.extras = make("div", "extras"),
+            s.note = make("div", "note"));
+  s.refusal.dataset.label = "refusal";
   head.addEventListener("click", () => toggleEvents(s));
   head.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggleEvents(s); }
@@ -249,12 +353,17 @@ function apply(ev) {
   s.stalled = ev.type === "stream.stall" ? ev.idle : null;
   if (ev.type === "text.delta") s.text.append(ev.text);
   else if (ev.type === "reasoning.delta") s.reasoning.append(ev.text);
+  else if (ev.type === "refusal.delta") s.refusal.append(ev.text ?? "");
   else if (ev.type === "tool_call") s.tools.append(toolCall(ev));
+  else if (ev.type === "tool_result") s.tools.append(toolResult(ev));
   else if (ev.type === "usage") {
     const n = (v) => v ?? "?";
     s.f.usage.textContent = `${n(ev.input_tokens)} in · ${n(ev.output_tokens)} out · ${n(ev.total_tokens)} total`;
-  } else if (ev.type === "decode.error") s.decodeErrors += 1;
-  else if (ev.type in TERMINAL) finish(s, ev);
+  } else if (Object.hasOwn(TERMINAL, ev.type)) finish(s, ev);  // not `in`: a type "toString" is no end
+  else if (ev.type !== "stream.stall") {  // citations, media, frames, provider events, errors, and any new type
+    if (ev.type === "decode.error") s.decodeErrors += 1;
+    addExtra(s, ev);
+  }
   if (wasStalled || s.stalled !== null || ev.type === "decode.error" || s.message) showNote(s);
   const box = s.el.querySelector(".events");
   if (box) addEvent(s, box, ev);

@@ -179,8 +179,9 @@ and exit 1.""",
 
     tail = sub.add_parser("tail", help="follow the events on the API socket",
                           description="Follow the events on the API socket: the answers as they stream, one "
-                          "header line per stream, tool calls, ends and notices on lines of their own "
-                          "(--json: the events themselves).")
+                          "header line per stream, refusals marked; tool calls and results, citations, media, "
+                          "usage, frames, provider events, ends and notices each on a line of its own, any "
+                          "other type as [type] and its fields (--json: the events themselves).")
     tail.add_argument("--api-socket", metavar="PATH", default=None,
                       help="the API socket to follow (default $STREAMTAP_API_SOCKET or run/streamtap.sock)")
     tail.add_argument("--api-url", metavar="http://HOST:PORT", default=None,

@@ -520,3 +520,133 @@ def test_live_page_shows_each_stream_filters_and_lists_its_events(browser_world,
                    or e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
     assert errors == []
     devtools.call("Target.closeTarget", targetId=devtools.call("Target.getTargetInfo", session)["targetInfo"]["targetId"])
+
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def responses_with_everything() -> bytes:
+    """A Responses stream with more than text: a citation, a web search the provider ran
+    (a tool_result), a refusal, a partial image (media), encrypted reasoning (a
+    signature) and an event type the normalizer does not know (a provider.event), their
+    texts carrying markup that must show as text."""
+    events = [
+        ("response.created", {"response": {"id": "resp_x", "status": "in_progress"}}),
+        ("response.refusal.delta", {"item_id": "msg_2", "output_index": 2, "content_index": 0, "delta": "I can't "}),
+        ("response.refusal.delta", {"item_id": "msg_2", "output_index": 2, "content_index": 0, "delta": XSS}),
+        ("response.output_text.delta", {"item_id": "msg_1", "output_index": 1, "content_index": 0, "delta": "Look: "}),
+        ("response.output_text.delta", {"item_id": "msg_1", "output_index": 1, "content_index": 0, "delta": XSS}),
+        ("response.output_text.annotation.added",
+         {"item_id": "msg_1", "output_index": 1, "content_index": 0, "annotation_index": 0,
+          "annotation": {"type": "url_citation", "url": "https://example.org/a?q=<b>", "title": XSS,
+                         "start_index": 0, "end_index": 6}}),
+        ("response.output_item.done",
+         {"output_index": 0, "item": {"id": "ws_1", "type": "web_search_call", "status": "completed",
+                                      "action": {"type": "search", "query": XSS}}}),
+        ("response.image_generation_call.partial_image",
+         {"item_id": "ig_1", "output_index": 3, "partial_image_index": 0, "output_format": "png",
+          "partial_image_b64": base64.b64encode(b"\x89PNG" + bytes(3068)).decode()}),
+        ("response.output_item.done",
+         {"output_index": 4, "item": {"id": "rs_1", "type": "reasoning", "summary": [],
+                                      "encrypted_content": "gAAAAB" + "x" * 94}}),
+        ("response.future_thing", {"note": XSS}),
+        ("response.completed", {"response": {"id": "resp_x", "status": "completed",
+                                             "usage": {"input_tokens": 5, "output_tokens": 6, "total_tokens": 11}}}),
+    ]
+    return b"".join(f"event: {name}\ndata: {json.dumps({'type': name, 'sequence_number': n, **data})}\n\n".encode()
+                    for n, (name, data) in enumerate(events))
+
+
+REPLIES["everything"] = fixtures.Fixture(responses_with_everything())
+
+# Each card's refusal, tool results and other lines, as the page shows them.
+EXTRAS = """(() => {
+  const card = document.querySelector(%s);
+  return {text: card.querySelector('.text').textContent, refusal: card.querySelector('.refusal').textContent,
+          refusal_shown: card.querySelector('.refusal').offsetParent !== null,
+          results: [...card.querySelectorAll('.result')].map((r) => [r.querySelector('.name').textContent,
+                                                                       r.querySelector('.content').textContent]),
+          extras: [...card.querySelectorAll('.extra')].map((r) => [r.dataset.type, r.querySelector('.kind').textContent,
+                                                                     r.querySelector('.detail').textContent]),
+          ttft: card.querySelector('.ttft').title,
+          images: document.querySelectorAll('img, script[src]').length};
+})()"""
+
+
+def js_excerpt(value, limit: int = 300) -> str:
+    """The page's excerpt(): a string as it is, else compact JSON, on one line, cut."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def test_live_page_shows_tool_results_refusals_provider_events_and_the_rest_as_text(browser_world, page_proxy):
+    devtools, proc = browser_world["devtools"], page_proxy
+    log = EventLog(str(proc.cwd / "page.sock"), since=0)
+    session = open_page(devtools, f"http://127.0.0.1:{proc.api_port}/?token={PAGE_TOKEN}")
+    wait_for(devtools, session, "document.getElementById('status').textContent === 'live'")
+    through_proxy(proc, ROUTED, "/v1/responses", "everything", "everything")
+    through_proxy(proc, OTHER, "/v1/chat/completions", "text", "frames")  # the generic sse provider: frames
+    events, frames = log.stream_of("everything"), log.stream_of("frames")
+    kinds = [e["type"] for e in events]
+    for kind in ("tool_result", "refusal.delta", "provider.event", "citation", "media", "signature"):
+        assert kind in kinds, kinds  # what the page must show is in the stream
+    selectors = {tag: json.dumps(f'[data-stream="{s[0]["stream"]}"]') for tag, s in
+                 (("everything", events), ("frames", frames))}
+    for selector in selectors.values():
+        wait_for(devtools, session, f"document.querySelector({selector})?.className === 'stream ended'")
+    card = devtools.evaluate(session, EXTRAS % selectors["everything"])
+
+    # The markup in the texts is text: no element was made of it (the page has no image at all).
+    assert card["images"] == 0
+    assert card["text"] == f"Look: {XSS}" == text_of(events)
+    assert card["refusal"] == f"I can't {XSS}" and card["refusal_shown"]
+    # The refusal came first: the time to the first token is the refusal's.
+    assert events[1]["type"] == "refusal.delta"
+    assert float(card["ttft"].split()[0]) == pytest.approx(events[1]["time"] - events[0]["time"], abs=0.0011)
+    result = next(e for e in events if e["type"] == "tool_result")
+    assert card["results"] == [["web_search_call", js_excerpt(result["content"])]]
+    assert XSS in card["results"][0][1]
+    # Every other event, in order, a line each: a label and what it says.
+    shown = [e for e in events if e["type"] in ("citation", "media", "signature", "provider.event")]
+    assert [row[0] for row in card["extras"]] == [e["type"] for e in shown]
+    lines = {row[0]: row[1:] for row in card["extras"]}
+    assert lines["citation"] == ["cite", f"{XSS} https://example.org/a?q=<b>"]
+    assert lines["media"] == ["image 3.0 KB", "image/png partial_image"]
+    assert lines["signature"] == ["signature", "encrypted_content, 100 chars"]
+    provider = next(e for e in events if e["type"] == "provider.event")
+    assert lines["provider.event"] == ["provider.event", f"{provider['provider_type']} {js_excerpt(provider['data'])}"]
+    assert provider["provider_type"] == "response.future_thing" and XSS in lines["provider.event"][1]
+
+    # A generic provider's frames, a line each.
+    rows = devtools.evaluate(session, EXTRAS % selectors["frames"])["extras"]
+    frame_events = [e for e in frames if e["type"] == "frame"]
+    assert frame_events and [row[:2] for row in rows] == [["frame", f"frame {e['event']}"] for e in frame_events]
+    for row, e in zip(rows, frame_events, strict=True):
+        full = js_excerpt(e["data"], limit=1 << 30)
+        assert row[2] == full or (row[2].endswith("…") and full.startswith(row[2][:-1])), (row, full)
+
+    # A type the page does not know (a newer streamtap's) still shows, as its name and
+    # fields, as text; so does a decode error, with its reason.
+    sid = events[0]["stream"]
+    devtools.evaluate(session, f"""[
+      {{type: "future.kind", stream: "{sid}", seq: 1000, offset: 1e9, time: {events[-1]['time']}, what: {json.dumps(XSS)}}},
+      {{type: "decode.error", stream: "{sid}", seq: 1001, offset: 1e9 + 1, time: {events[-1]['time']},
+        message: "openai: bad JSON " + {json.dumps(XSS)}, at_byte: 120}},
+      {{type: "toString", stream: "{sid}", seq: 1002, offset: 1e9 + 2, time: {events[-1]['time']}}},
+    ].forEach(apply)""")
+    card = devtools.evaluate(session, EXTRAS % selectors["everything"])
+    assert card["extras"][-3:] == [["future.kind", "future.kind", json.dumps({"what": XSS}, separators=(",", ":"))],
+                                   ["decode.error", "decode error", f"at byte 120: openai: bad JSON {XSS}"],
+                                   ["toString", "toString", ""]]  # a name an object has is no end
+    assert devtools.evaluate(session, f"document.querySelector({selectors['everything']}).className") == "stream ended"
+    assert card["images"] == 0
+    note = devtools.evaluate(session, f"document.querySelector({selectors['everything']}).querySelector('.note').textContent")
+    assert note == "1 decode error (see the events)"
+
+    # Nothing ran: no dialog, no script error, no Content-Security-Policy violation.
+    mine = [e for e in devtools.events if e.get("sessionId") == session]
+    assert [e for e in mine if e.get("method") == "Page.javascriptDialogOpening"] == []
+    assert [e["params"] for e in mine if e.get("method") == "Runtime.exceptionThrown"
+            or e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"] == []
+    devtools.call("Target.closeTarget", targetId=devtools.call("Target.getTargetInfo", session)["targetInfo"]["targetId"])

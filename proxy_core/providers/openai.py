@@ -36,6 +36,7 @@ from proxy_core.wire.sse import ServerSentEvent
 # Keys of a chat delta or message read below; null or empty values of others are left out.
 CHAT_KEYS = frozenset({"role", "content", "refusal", "tool_calls", "function_call", "reasoning_content",
                        "reasoning", "annotations", "audio"})
+PLAIN_DELTA = frozenset({"role", "content"})  # nearly every chunk: text and nothing else
 
 # Responses events that carry nothing the deltas and `response.output_item.done` do not:
 # the `.done` repeats of text already streamed, and the progress of server-run tools.
@@ -151,6 +152,11 @@ class OpenAINormalizer(Normalizer):
 
     def _chat_delta(self, index: int, delta: dict[str, Any], out: list[Payload]) -> None:
         """Appends the text of one choice's delta to `out`; tool call fragments are kept."""
+        if delta.keys() <= PLAIN_DELTA:
+            content = delta.get("content")
+            if content.__class__ is str and content:
+                out.append(TextDelta(content, index))
+            return
         # `reasoning_content` and `reasoning` are sent by OpenAI-compatible servers
         # (DeepSeek, vLLM, OpenRouter) that stream reasoning through this format.
         for key in ("reasoning_content", "reasoning"):

@@ -21,6 +21,7 @@ ACK_TIMEOUT = 10.0  # seconds for a batch's acks
 
 class NatsBroker(Broker):
     name = "nats"
+    client_modules = ("nats", "nats.js.api", "nats.js.errors")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -29,6 +30,7 @@ class NatsBroker(Broker):
         self.stream_name = self.prefix.upper().replace(".", "_")
         self._nc: Any = None
         self._js: Any = None
+        self._acks: list[asyncio.Future[Any]] = []  # the batch being confirmed
         self.name = f"nats {self.server}/{self.prefix}"
 
     async def connect(self) -> None:
@@ -40,7 +42,7 @@ class NatsBroker(Broker):
             raise RuntimeError("the nats sink needs nats-py (pip install 'streamtap[sinks]')") from None
         await self.close()
         self._nc = await nats.connect(self.server, connect_timeout=2, max_reconnect_attempts=0,
-                                      allow_reconnect=False)
+                                      allow_reconnect=False, closed_cb=self._closed)
         self._js = self._nc.jetstream(timeout=5)
         try:
             await self._js.stream_info(self.stream_name)
@@ -54,12 +56,22 @@ class NatsBroker(Broker):
         """Published in order without waiting for each ack, then every ack awaited: a
         batch costs one round trip, and a resend after a partial failure is deduped."""
         js = self._js
-        acks = []
+        acks = self._acks = []
         for m in messages:
             subject = f"{self.prefix}.{_token(m.provider or 'none')}.{_token(m.stream or 'notice')}"
             acks.append(await js.publish_async(subject, m.event, wait_stall=5,
                                                headers={"Nats-Msg-Id": m.dedup_key, "Streamtap-Instance": m.instance}))
-        await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT)
+        try:
+            await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT)
+        finally:
+            self._acks = []
+
+    async def _closed(self) -> None:
+        """The connection is gone (the broker died, say): the batch's acks will never come,
+        and nats-py leaves them pending, so fail them now rather than after ACK_TIMEOUT."""
+        for ack in self._acks:
+            if not ack.done():
+                ack.set_exception(ConnectionError("nats: connection closed before the batch was confirmed"))
 
     async def close(self) -> None:
         if self._nc is not None:

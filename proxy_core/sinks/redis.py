@@ -17,6 +17,8 @@ DEFAULT_MAXLEN = 1_000_000
 
 
 class RedisBroker(Broker):
+    client_modules = ("redis.asyncio",)
+
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         query = parse_qs(parts.query)

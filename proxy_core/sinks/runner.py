@@ -11,6 +11,7 @@ gap (counted, and sent to the broker as a `gap` message in its place).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import queue
@@ -47,6 +48,10 @@ class SinkMessage:
 
 class Broker(ABC):
     name = "broker"
+    # The client library's modules, imported by the runner in a thread before it first
+    # connects: a first import takes up to most of a second, which on the proxy's loop
+    # would hold up every client.
+    client_modules: tuple[str, ...] = ()
 
     @abstractmethod
     async def connect(self) -> None: ...
@@ -103,6 +108,11 @@ class SinkRunner:
         await self.broker.close()
 
     async def _run(self) -> None:
+        for module in self.broker.client_modules:
+            try:
+                await asyncio.to_thread(importlib.import_module, module)
+            except ImportError:
+                break  # connect() says what is missing
         position = self.spool.acked
         backoff = 0.1
         while True:

@@ -2,6 +2,11 @@
 its measurements as JSON. Runs as its own process (tests/bench/__main__.py starts it).
 
     stream --conns K --events N   K concurrent SSE streams of N events each
+    continuous --conns K --seconds S --events N --every US
+                                  K connections, each streaming answer after answer (N
+                                  events, one every US µs, keep-alive) for S seconds;
+                                  per event its arrival time, and bytes received against
+                                  the upstream's count of bytes sent
     big --mb M --coding X         one M MB stream
     short --rate R --seconds S    R new connections per second, one small request each
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import ssl
 import sys
@@ -95,10 +101,26 @@ class Markers:
         end = 0
         for m in MARKER.finditer(text):
             conn, index, sent = m.groups()
-            self.arrivals[f"{int(conn)}:{int(index)}"] = now
-            self.latencies.append(now - int(sent))
+            self.record(int(conn), int(index), int(sent), now)
             end = m.end()
         self._tail = text[max(end, len(text) - MARKER_MAX) :]
+
+    def record(self, conn: int, index: int, sent: int, now: int) -> None:
+        self.arrivals[f"{conn}:{index}"] = now
+        self.latencies.append(now - sent)
+
+
+class Timeline(Markers):
+    """Markers of streams whose indexes repeat (answer after answer): per event, its
+    arrival time and latency, in arrival order."""
+
+    def __init__(self, arrived: list[int], latencies: list[int]) -> None:
+        super().__init__({}, latencies)
+        self.arrived = arrived
+
+    def record(self, conn: int, index: int, sent: int, now: int) -> None:
+        self.arrived.append(now)
+        self.latencies.append(now - sent)
 
 
 async def stream_workload(target: Target, conns: int, events: int) -> dict:
@@ -119,6 +141,48 @@ async def stream_workload(target: Target, conns: int, events: int) -> dict:
     if len(arrivals) != conns * events:
         raise SystemExit(f"expected {conns * events} events, got {len(arrivals)}")
     return {"wall": wall, "events": len(arrivals), "arrivals": arrivals, "latency_ns": latencies}
+
+
+async def continuous_workload(target: Target, conns: int, seconds: float, events: int, every_us: int) -> dict:
+    """Answers back to back on each of `conns` kept-alive connections until `seconds`
+    have passed (the answers under way then are finished). The first answers are of
+    staggered lengths, so that the connections' answers do not all end at once."""
+    run = f"{os.getpid()}-{time.monotonic_ns()}"
+    arrived: list[int] = []
+    latencies: list[int] = []
+    received = answers = 0
+    opened = [await target.connect(target.host) for _ in range(conns)]
+    print("ready", file=sys.stderr, flush=True)  # the bench times its broker kill from here
+    start_ns = time.monotonic_ns()
+    deadline = start_ns + int(seconds * 1e9)
+
+    async def one(c: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received, answers
+        n = max(1, events * (c + 1) // conns)
+        try:
+            while time.monotonic_ns() < deadline:
+                timeline = Timeline(arrived, latencies)  # this stream's own split-marker tail
+                got = await request(reader, writer, target.host,
+                                    f"/v1/chat/completions/sse?conn={c}&n={n}&every={every_us}&run={run}", timeline)
+                received += got  # not `received += await ...`: that reads `received` before the await
+                answers += 1
+                n = events
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one(c, r, w) for c, (r, w) in enumerate(opened)))
+    end_ns = time.monotonic_ns()
+    direct = Target(target.host, target.port, None, target.context)
+    reader, writer = await direct.connect(target.host)
+    body: list[bytes] = []
+    try:
+        await request(reader, writer, target.host, f"/sent?run={run}", lambda data, now: body.append(data))
+    finally:
+        writer.close()
+    sent = json.loads(b"".join(body))
+    return {"start_ns": start_ns, "end_ns": end_ns, "arrived_ns": arrived, "latency_ns": latencies,
+            "bytes_received": received, "bytes_sent": sent["bytes"], "answers": answers,
+            "answers_sent": sent["answers"], "events": len(arrived), "events_sent": sent["events"]}
 
 
 async def big_workload(target: Target, mb: int, coding: str) -> dict:
@@ -172,6 +236,11 @@ def main() -> None:
     stream = sub.add_parser("stream")
     stream.add_argument("--conns", type=int, default=1)
     stream.add_argument("--events", type=int, default=10_000)
+    continuous = sub.add_parser("continuous")
+    continuous.add_argument("--conns", type=int, default=20)
+    continuous.add_argument("--seconds", type=float, default=15)
+    continuous.add_argument("--events", type=int, default=100)
+    continuous.add_argument("--every", type=int, default=20_000, help="µs between an answer's events")
     big = sub.add_parser("big")
     big.add_argument("--mb", type=int, default=50)
     big.add_argument("--coding", default="identity")
@@ -191,6 +260,8 @@ def main() -> None:
     target = Target(args.host, args.port, proxy, context)
     if args.workload == "stream":
         work = stream_workload(target, args.conns, args.events)
+    elif args.workload == "continuous":
+        work = continuous_workload(target, args.conns, args.seconds, args.events, args.every)
     elif args.workload == "big":
         work = big_workload(target, args.mb, args.coding)
     else:

@@ -2,7 +2,11 @@
 
     /sse?conn=C&n=N      an OpenAI chat stream of N text deltas, each written on its own
                          as a real provider flushes each token; delta I carries the marker
-                         `~C:I:T~`, T being time.monotonic_ns() just before the write
+                         `~C:I:T~`, T being time.monotonic_ns() just before the write.
+                         `&every=US`: one delta every US µs (paced, as a model
+                         generates) rather than as fast as it can; `&run=R`: count the
+                         body bytes written under R
+    /sent?run=R          what was written under R: {"bytes": ..., "answers": ..., "events": ...}
     /big?mb=M&coding=X   M MB of the same kind of SSE (decoded size), sent in 64 KiB writes,
                          content-encoded with X (identity or gzip)
     /short               a small JSON answer
@@ -31,6 +35,7 @@ UNROUTED = "127.0.0.2"  # the passthrough workload's host; `localhost` is the ro
 BIG_DELTA_CHARS = 400  # text per event of /big: about 520 bytes of SSE each
 
 SSE_HEADERS = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+SENT: dict[str, dict[str, int]] = {}  # run -> body bytes, answers and deltas written (/sent)
 
 
 def chat_chunk(content: str, finish: str | None = None) -> bytes:
@@ -116,12 +121,28 @@ async def respond(conn: h11.Connection, writer: asyncio.StreamWriter, target: st
     if url.path.endswith("/sse"):
         writer.write(conn.send(h11.Response(status_code=200, headers=SSE_HEADERS)))
         stream, n = query.get("conn", "0"), int(query.get("n", "100"))
+        every = int(query.get("every", "0")) / 1e6
+        sent = SENT.setdefault(query["run"], {"bytes": 0, "answers": 0, "events": 0}) if "run" in query else None
         head, tail = TIMED_TEMPLATE
+        start = time.monotonic()
         for i in range(n):
+            if every and (delay := start + i * every - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
             event = b"%s~%s:%d:%d~ tok%s" % (head, stream.encode(), i, time.monotonic_ns(), tail)
             writer.write(conn.send(h11.Data(data=event)))
+            if sent is not None:
+                sent["bytes"] += len(event)
+                sent["events"] += 1
             await writer.drain()
         writer.write(conn.send(h11.Data(data=END)))
+        if sent is not None:
+            sent["bytes"] += len(END)
+            sent["answers"] += 1
+    elif url.path.endswith("/sent"):
+        body = json.dumps(SENT.get(query.get("run", ""), {"bytes": 0, "answers": 0, "events": 0})).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        writer.write(conn.send(h11.Response(status_code=200, headers=headers)))
+        writer.write(conn.send(h11.Data(data=body)))
     elif url.path.endswith("/big"):
         coding = query.get("coding", "identity")
         body = BODIES.get(int(query.get("mb", "5")), coding)

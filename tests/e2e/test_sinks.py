@@ -318,3 +318,43 @@ async def nats_messages_with_gaps(url: str) -> list[dict]:
         return [json.loads(m.data) for m in msgs]
     finally:
         await nc.close()
+
+
+def test_a_broker_dying_while_a_batch_awaits_its_acks_fails_the_batch_at_once(tmp_path):
+    """nats-py leaves a dead connection's publish acks pending: the sink fails them when the
+    connection closes, instead of waiting ACK_TIMEOUT (10 s) before it retries."""
+    import os
+    import signal
+
+    from proxy_core.sinks.nats import ACK_TIMEOUT, NatsBroker
+    from proxy_core.sinks.runner import SinkMessage
+
+    messages = [SinkMessage("i", "s", n, "openai", "text.delta", b'{"n":%d}' % n) for n in range(500)]
+
+    async def scenario(server: NatsServer) -> float:
+        broker = NatsBroker(f"{server.url}/st")
+        await broker.connect()
+        await broker.send(messages[:10])
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)  # takes the next batch but never confirms it ...
+
+        async def kill() -> float:
+            await asyncio.sleep(0.3)
+            assert server.proc is not None
+            server.proc.kill()  # ... and dies while the sink waits for the acks
+            await asyncio.to_thread(server.proc.wait)
+            return time.monotonic()
+
+        killed = asyncio.create_task(kill())
+        with pytest.raises(ConnectionError):
+            await broker.send(messages[10:])
+        failed = time.monotonic()
+        await broker.close()
+        return failed - await killed
+
+    server = NatsServer(tmp_path / "nats").start()
+    try:
+        took = asyncio.run(scenario(server))
+    finally:
+        server.stop()
+    assert took < min(2.0, ACK_TIMEOUT / 2)

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,10 @@ from tests.support.pki import make_pki
 BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-SETUPS = ["direct", "mitmdump", "streamtap asyncio", "streamtap uvloop"]
+# "mitmdump" streams every body (stream_large_bodies=1), as streamtap must: the fair
+# floor, and the baseline of every ratio. "mitmdump buffered" is its default (whole
+# bodies held, then sent), for information, on the workloads that say so.
+SETUPS = ["direct", "mitmdump buffered", "mitmdump", "streamtap asyncio", "streamtap uvloop"]
 DEFAULT_SETUP = "streamtap uvloop"  # what `streamtap run` uses
 # The proxy gets a core of its own; the upstream, the load client and the API reader
 # share the others, so that what the proxy costs is not blurred by who ran when.
@@ -50,6 +54,8 @@ class Workload:
     streams: int  # stream.end events the API reader waits for
     events: int = 0  # known in advance for /big; counted by the client otherwise
     streamtap_args: tuple[str, ...] = ()
+    setups: tuple[str, ...] = ()  # only these (none: every setup asked for)
+    rss_every: float = 0.0  # seconds between samples of the proxy's RSS (0: peak only)
 
 
 def big_events(mb: int) -> int:
@@ -69,6 +75,16 @@ WORKLOADS = [
     Workload("c5gz", "5 MB stream, gzip", ["big", "--mb", "5", "--coding", "gzip"], 1, big_events(5), SMALL_BUFFERS),
     Workload("c50gz", "50 MB stream, gzip", ["big", "--mb", "50", "--coding", "gzip"], 1, big_events(50), SMALL_BUFFERS),
     Workload("d", "passthrough: 200 new connections/s × 5 s", ["short", "--rate", "200", "--seconds", "5"], 0),
+    # Issue 19's two cases: the worst (every event its own write, 30 clients at once) and
+    # the realistic (gzip, several events per write, as the providers send them).
+    Workload("e", "30 streams × 600 events, a write each", ["stream", "--conns", "30", "--events", "600"], 30,
+             setups=("mitmdump buffered", "mitmdump", "streamtap asyncio", "streamtap uvloop")),
+    Workload("f", "30 streams × 600 events, gzip, 8 a write",
+             ["stream", "--conns", "30", "--events", "600", "--batch", "8", "--coding", "gzip"], 30,
+             setups=("mitmdump buffered", "mitmdump", "streamtap asyncio", "streamtap uvloop")),
+    # Memory over an hour's worth of events through the default ring (100,000 events).
+    Workload("soak", "1,000,000 events: 50 streams × 20,000", ["stream", "--conns", "50", "--events", "20000"], 50,
+             setups=(DEFAULT_SETUP,), rss_every=0.5),
 ]
 
 
@@ -83,6 +99,7 @@ class Sample:
     reader_behind_client: list[int] = field(default_factory=list)  # ns, per event
     failures: int = 0
     reader_missed: int = 0  # events the client got that the API reader never saw
+    rss_series: list[tuple[float, int]] = field(default_factory=list)  # (seconds from start, bytes)
 
 
 def pin(cpus: set[int]):
@@ -124,13 +141,13 @@ class Proxy:
         self.port = free_port()
         self.api_socket: str | None = None
         listen = ["--listen", f"127.0.0.1:{self.port}"]
-        if setup == "mitmdump":
-            # Plain mitmproxy, no addon: streams every body (it would otherwise buffer
-            # the SSE) and passes the unrouted host through, as streamtap does.
+        if setup.startswith("mitmdump"):
+            # Plain mitmproxy, no addon: streams every body (unless buffered) and passes
+            # the unrouted host through, as streamtap does.
             self.ca = work / "mitm" / "mitmproxy-ca-cert.pem"
+            streaming = [] if setup == "mitmdump buffered" else ["--set", "stream_large_bodies=1"]
             command = [str(BIN / "mitmdump"), "-q", "--listen-host", "127.0.0.1", "--listen-port", str(self.port),
-                       "--set", f"confdir={work / 'mitm'}", "--set", "stream_large_bodies=1",
-                       "--ignore-hosts", r"^127\.0\.0\.2:"]
+                       "--set", f"confdir={work / 'mitm'}", *streaming, "--ignore-hosts", r"^127\.0\.0\.2:"]
         else:
             loop = setup.split()[1]
             self.ca = work / "certs" / "mitmproxy-ca-cert.pem"
@@ -153,8 +170,14 @@ class Proxy:
         return (int(utime) + int(stime)) / CLOCK_TICKS
 
     def peak_rss(self) -> int:
+        return self._status("VmHWM:")
+
+    def rss(self) -> int:
+        return self._status("VmRSS:")
+
+    def _status(self, key: str) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1]) * 1024
         return 0
 
@@ -188,8 +211,16 @@ def measure(
                        "--cafile", str(upstream_ca)]
             if proxy is not None:
                 command += ["--proxy", f"127.0.0.1:{proxy.port}", "--cafile", str(proxy.ca)]
-            done = subprocess.run([*command, *workload.args], capture_output=True, text=True, timeout=600,
-                                  preexec_fn=pin(LOAD_CPUS))
+            series: list[tuple[float, int]] = []
+            sampling = threading.Event()
+            if proxy is not None and workload.rss_every:
+                threading.Thread(target=sample_rss, args=(proxy, workload.rss_every, series, sampling),
+                                 daemon=True).start()
+            try:
+                done = subprocess.run([*command, *workload.args], capture_output=True, text=True, timeout=900,
+                                      preexec_fn=pin(LOAD_CPUS))
+            finally:
+                sampling.set()
             if done.returncode != 0:
                 raise RuntimeError(f"{setup} {workload.key}: load client failed:\n{done.stderr[-3000:]}")
             client = json.loads(done.stdout)
@@ -205,7 +236,7 @@ def measure(
             if proxy is not None:
                 proxy.stop()
     sample = Sample(client["wall"], workload.events or client.get("events", client.get("requests", 0)), cpu, peak,
-                    client.get("latency_ns", []), failures=len(client.get("failures", [])))
+                    client.get("latency_ns", []), failures=len(client.get("failures", [])), rss_series=series)
     if read is not None and client.get("arrivals"):
         sample.reader_latency = read["latency_ns"]
         arrivals = client["arrivals"]
@@ -213,6 +244,12 @@ def measure(
         sample.reader_missed = sum(1 for k in arrivals if k not in reader_arrivals)
         sample.reader_behind_client = [reader_arrivals[k] - t for k, t in arrivals.items() if k in reader_arrivals]
     return sample
+
+
+def sample_rss(proxy: Proxy, every: float, series: list[tuple[float, int]], stop: threading.Event) -> None:
+    start = time.monotonic()
+    while not stop.wait(every):
+        series.append((time.monotonic() - start, proxy.rss()))
 
 
 def percentile(values: list[int], p: float) -> float:
@@ -236,6 +273,8 @@ class Figures:
     reader_p99: float
     behind_p99: float
     failures: int
+    wall_min: float = float("nan")
+    wall_max: float = float("nan")
 
 
 def summarise(samples: list[Sample]) -> Figures:
@@ -256,6 +295,8 @@ def summarise(samples: list[Sample]) -> Figures:
         reader_p99=ms([s.reader_latency for s in samples], 99),
         behind_p99=ms([s.reader_behind_client for s in samples], 99),
         failures=sum(s.failures for s in samples),
+        wall_min=min(s.wall for s in samples),
+        wall_max=max(s.wall for s in samples),
     )
 
 
@@ -285,7 +326,7 @@ def report(results: dict[tuple[str, str], Figures], runs: int, setups: list[str]
         "API reader (an SSE follower of /v1/events); \"reader behind\" is, per event, reader",
         "arrival minus client arrival. For (d), latency is per request (connect to last byte).",
         "",
-        "| workload | setup | wall s | vs mitmdump | events/s | proxy CPU s | CPU vs mitmdump | peak RSS MB "
+        "| workload | setup | wall s (min–max) | vs mitmdump | events/s | proxy CPU s | CPU vs mitmdump | peak RSS MB "
         "| client p50/p99 ms | reader p50/p99 ms | reader behind p99 ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -299,7 +340,7 @@ def report(results: dict[tuple[str, str], Figures], runs: int, setups: list[str]
             cpu_vs = fmt(f.cpu / base.cpu) if base and base.cpu and setup != "direct" else "–"
             rate = fmt(f.events_per_s, 0) if w.key != "d" else f"{fmt(f.events_per_s, 0)} req/s"
             lines.append(
-                f"| {w.key}: {w.title} | {setup} | {fmt(f.wall)} | {vs} | {rate} | "
+                f"| {w.key}: {w.title} | {setup} | {fmt(f.wall)} ({fmt(f.wall_min)}–{fmt(f.wall_max)}) | {vs} | {rate} | "
                 f"{fmt(f.cpu) if setup != 'direct' else '–'} | {cpu_vs} | "
                 f"{fmt(f.peak_rss_mb, 0) if setup != 'direct' else '–'} | "
                 f"{fmt(f.client_p50)} / {fmt(f.client_p99)} | {fmt(f.reader_p50)} / {fmt(f.reader_p99)} | "
@@ -344,11 +385,59 @@ def targets(results: dict[tuple[str, str], Figures]) -> list[str]:
     return lines
 
 
+def round_two(samples: dict[tuple[str, str], list[Sample]], results: dict[tuple[str, str], Figures]) -> list[str]:
+    """Issue 19's targets: the worst case (e) and the realistic one (f) against streaming
+    mitmdump, the reader's delay, the loop (paired run by run), memory over a soak."""
+    lines = ["", "### Targets, second round", ""]
+
+    def check(ok: bool, text: str) -> None:
+        lines.append(f"- {'✅' if ok else '❌'} {text}")
+
+    def paired(key: str, setup: str, base: str) -> list[float]:
+        return [a.wall / b.wall for a, b in zip(samples.get((key, setup), []), samples.get((key, base), []),
+                                                 strict=False)]
+
+    for key, goal in (("e", 1.10), ("f", 1.03)):
+        for setup in ("streamtap uvloop", "streamtap asyncio"):
+            ratios = paired(key, setup, "mitmdump")
+            if ratios:
+                med = statistics.median(ratios)
+                check(med <= goal, f"({key}) {setup} / streaming mitmdump wall time: {med:.2f} "
+                      f"(runs {min(ratios):.2f}–{max(ratios):.2f}; target <= {goal:.2f})")
+        f = results.get((key, DEFAULT_SETUP))
+        if f:
+            check(f.behind_p99 <= 1.0, f"({key}) API reader behind the client, p99: {f.behind_p99:.2f} ms "
+                  "(target <= 1 ms)")
+        buffered, streaming = results.get((key, "mitmdump buffered")), results.get((key, "mitmdump"))
+        if buffered and streaming:
+            lines.append(f"- ℹ️ ({key}) streaming mitmdump / buffered mitmdump wall time: "
+                         f"{streaming.wall / buffered.wall:.2f}")
+    for key in ("a", "b", "e", "f"):
+        ratios = paired(key, "streamtap uvloop", "streamtap asyncio")
+        if ratios:
+            med = statistics.median(ratios)
+            faster = "uvloop" if med < 1 else "asyncio"
+            lines.append(f"- ℹ️ ({key}) uvloop / asyncio wall time, run by run: median {med:.3f} "
+                         f"({min(ratios):.3f}–{max(ratios):.3f} over {len(ratios)} runs): {faster} faster")
+    for (key, setup), group in samples.items():
+        series = [x for s in group for x in [s.rss_series] if x]
+        if not series:
+            continue
+        one = series[0]
+        end = one[-1][0]
+        marks = [next((rss for t, rss in one if t >= end * q), one[-1][1]) for q in (0.1, 0.25, 0.5, 0.75, 1.0)]
+        mb = " / ".join(f"{m / 2**20:.0f}" for m in marks)
+        grew = (marks[-1] - marks[1]) / 2**20
+        check(abs(grew) <= 10, f"({key}) {setup}: RSS at 10/25/50/75/100% of {end:.0f} s: {mb} MB; "
+              f"{grew:+.0f} MB from a quarter to the end (target: flat, within 10 MB)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
     parser.add_argument("out", nargs="?", help="write the report here (make bench: run/benchmarks.md; "
                         "docs/benchmarks.md to update the documented figures)")
-    parser.add_argument("--only", help="comma-separated workload keys (a,b,c5,c50,c5gz,c50gz,d)")
+    parser.add_argument("--only", help="comma-separated workload keys (a,b,c5,c50,c5gz,c50gz,d,e,f,soak)")
     parser.add_argument("--setups", help="comma-separated setups, of: " + ", ".join(SETUPS))
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
     parser.add_argument("--profile", type=Path, help="run the proxies under cProfile, writing .prof files here")
@@ -379,7 +468,10 @@ def main() -> None:
             port = int(upstream.stdout.readline())
             for run in range(args.runs):
                 for w in workloads:
-                    for setup in setups:
+                    # Interleaved, and in the other order every other run: a drift of the
+                    # host's speed then falls on every setup alike.
+                    order = [x for x in setups if not w.setups or x in w.setups]
+                    for setup in order if run % 2 == 0 else order[::-1]:
                         s = measure(setup, w, port, pki.ca_cert, args.profile, not args.no_reader)
                         samples.setdefault((w.key, setup), []).append(s)
                         print(f"run {run + 1}/{args.runs} {w.key:5} {setup:18} wall {s.wall:6.2f} s  "
@@ -390,7 +482,7 @@ def main() -> None:
             upstream.terminate()
             upstream.wait()
     results = {key: summarise(group) for key, group in samples.items()}
-    lines = report(results, args.runs, setups) + targets(results)
+    lines = report(results, args.runs, setups) + targets(results) + round_two(samples, results)
     print("\n".join(lines))
     if args.out:
         write_figures(Path(args.out), [*lines, "", *tap_lines])

@@ -1,7 +1,8 @@
 """The benchmark's client: drives one workload, directly or through a proxy, and prints
 its measurements as JSON. Runs as its own process (tests/bench/__main__.py starts it).
 
-    stream --conns K --events N   K concurrent SSE streams of N events each
+    stream --conns K --events N [--batch B] [--coding gzip]
+                                  K concurrent SSE streams of N events each, B a write
     continuous --conns K --seconds S --events N --every US
                                   K connections, each streaming answer after answer (N
                                   events, one every US µs, keep-alive) for S seconds;
@@ -24,6 +25,7 @@ import re
 import ssl
 import sys
 import time
+import zlib
 
 import h11
 
@@ -123,15 +125,20 @@ class Timeline(Markers):
         self.latencies.append(now - sent)
 
 
-async def stream_workload(target: Target, conns: int, events: int) -> dict:
+async def stream_workload(target: Target, conns: int, events: int, batch: int = 1, coding: str = "identity") -> dict:
     arrivals: dict[str, int] = {}
     latencies: list[int] = []
 
     async def one(c: int) -> None:
         reader, writer = await target.connect(target.host)
+        markers = Markers(arrivals, latencies)
+        on_data = markers
+        if coding == "gzip":  # the markers are in the decoded text
+            unpack = zlib.decompressobj(31)
+            on_data = lambda data, now: markers(unpack.decompress(data), now)  # noqa: E731
         try:
-            await request(reader, writer, target.host, f"/v1/chat/completions/sse?conn={c}&n={events}",
-                          Markers(arrivals, latencies))
+            await request(reader, writer, target.host,
+                          f"/v1/chat/completions/sse?conn={c}&n={events}&batch={batch}&coding={coding}", on_data)
         finally:
             writer.close()
 
@@ -236,6 +243,8 @@ def main() -> None:
     stream = sub.add_parser("stream")
     stream.add_argument("--conns", type=int, default=1)
     stream.add_argument("--events", type=int, default=10_000)
+    stream.add_argument("--batch", type=int, default=1, help="events a write")
+    stream.add_argument("--coding", default="identity", help="identity or gzip (flushed at each write)")
     continuous = sub.add_parser("continuous")
     continuous.add_argument("--conns", type=int, default=20)
     continuous.add_argument("--seconds", type=float, default=15)
@@ -259,7 +268,7 @@ def main() -> None:
         proxy = (host, int(port))
     target = Target(args.host, args.port, proxy, context)
     if args.workload == "stream":
-        work = stream_workload(target, args.conns, args.events)
+        work = stream_workload(target, args.conns, args.events, args.batch, args.coding)
     elif args.workload == "continuous":
         work = continuous_workload(target, args.conns, args.seconds, args.events, args.every)
     elif args.workload == "big":

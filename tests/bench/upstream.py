@@ -26,6 +26,7 @@ import random
 import ssl
 import sys
 import time
+import zlib
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -119,24 +120,34 @@ async def respond(conn: h11.Connection, writer: asyncio.StreamWriter, target: st
     url = urlsplit(target)
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     if url.path.endswith("/sse"):
-        writer.write(conn.send(h11.Response(status_code=200, headers=SSE_HEADERS)))
+        # batch=K: K events a write; coding=gzip: one gzip stream, flushed at each write,
+        # as a provider compresses a streamed answer.
+        batch, gzipped = max(1, int(query.get("batch", "1"))), query.get("coding") == "gzip"
+        headers = [*SSE_HEADERS, ("Content-Encoding", "gzip")] if gzipped else SSE_HEADERS
+        writer.write(conn.send(h11.Response(status_code=200, headers=headers)))
+        packer = zlib.compressobj(6, zlib.DEFLATED, 31) if gzipped else None
         stream, n = query.get("conn", "0"), int(query.get("n", "100"))
         every = int(query.get("every", "0")) / 1e6
         sent = SENT.setdefault(query["run"], {"bytes": 0, "answers": 0, "events": 0}) if "run" in query else None
         head, tail = TIMED_TEMPLATE
         start = time.monotonic()
-        for i in range(n):
-            if every and (delay := start + i * every - time.monotonic()) > 0:
+        for first in range(0, n, batch):
+            if every and (delay := start + first * every - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-            event = b"%s~%s:%d:%d~ tok%s" % (head, stream.encode(), i, time.monotonic_ns(), tail)
-            writer.write(conn.send(h11.Data(data=event)))
+            now = time.monotonic_ns()
+            events = b"".join(b"%s~%s:%d:%d~ tok%s" % (head, stream.encode(), i, now, tail)
+                              for i in range(first, min(n, first + batch)))
+            if packer is not None:
+                events = packer.compress(events) + packer.flush(zlib.Z_SYNC_FLUSH)
+            writer.write(conn.send(h11.Data(data=events)))
             if sent is not None:
-                sent["bytes"] += len(event)
-                sent["events"] += 1
+                sent["bytes"] += len(events)
+                sent["events"] += min(n, first + batch) - first
             await writer.drain()
-        writer.write(conn.send(h11.Data(data=END)))
+        end = END if packer is None else packer.compress(END) + packer.flush()
+        writer.write(conn.send(h11.Data(data=end)))
         if sent is not None:
-            sent["bytes"] += len(END)
+            sent["bytes"] += len(end)
             sent["answers"] += 1
     elif url.path.endswith("/sent"):
         body = json.dumps(SENT.get(query.get("run", ""), {"bytes": 0, "answers": 0, "events": 0})).encode()

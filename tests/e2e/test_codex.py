@@ -18,7 +18,7 @@ from tests.support import websocket as ws
 from tests.support.agents import codex
 from tests.support.codex_cli import codex_env, codex_exec, finished_streams
 from tests.support.pki import make_pki
-from tests.support.proc import StreamtapProcess
+from tests.support.proc import loopback_streamtap
 from tests.support.subscriber import EventLog, text_of
 from tests.support.upstream import Reply, Request, Upstream
 from tests.support.ws_upstream import WebSocketUpstream
@@ -52,13 +52,7 @@ def world(tmp_path_factory):
     pki = make_pki(work / "pki", HOSTS)
     with WebSocketUpstream(pki, ws_script) as ws_up, Upstream(pki, http_script) as http_up:
         targets = {host: http_up.port for host in HOSTS} | {"api.openai.com": ws_up.port}
-        proc = StreamtapProcess(
-            ["--certs", str(work / "certs"), "--api-socket", str(work / "run" / "api.sock"),
-             "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-             *[arg for host, port in targets.items()
-               for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{port}")]],
-            cwd=work,
-        )
+        proc = loopback_streamtap(work, pki.ca_cert, targets)
         try:
             sock = str(work / "run" / "api.sock")
             yield {"work": work, "binary": binary, "proc": proc, "ws_up": ws_up, "http_up": http_up,

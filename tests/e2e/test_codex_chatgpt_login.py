@@ -47,7 +47,7 @@ from tests.support.agents import codex
 from tests.support.codex_cli import codex_env, codex_exec, finished_streams
 from tests.support.fixtures import _named_sse
 from tests.support.pki import make_pki
-from tests.support.proc import StreamtapProcess
+from tests.support.proc import loopback_streamtap
 from tests.support.subscriber import EventLog, text_of
 from tests.support.upstream import Reply, Request, Upstream
 
@@ -119,13 +119,8 @@ def world(tmp_path_factory):
     pki = make_pki(work / "pki", HOSTS)
     # One server for every host: chatgpt.com serves HTTP and the WebSocket on one origin.
     with Upstream(pki, http_script, websocket=ws_script) as upstream:
-        proc = StreamtapProcess(
-            ["--certs", str(work / "certs"), "--api-socket", str(work / "run" / "api.sock"),
-             "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-             "--set", f"streamtap_capture_dir={work / 'captures'}",
-             *[arg for host in HOSTS for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{upstream.port}")]],
-            cwd=work,
-        )
+        proc = loopback_streamtap(work, pki.ca_cert, dict.fromkeys(HOSTS, upstream.port),
+                                  "--set", f"streamtap_capture_dir={work / 'captures'}")
         try:
             # Codex trusts streamtap's CA (the decrypted hosts) and the upstream's (the
             # hosts passed through, which then reach the loopback server and are logged).

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.agents import gemini_cli
 from tests.support.pki import make_pki
-from tests.support.proc import StreamtapProcess
+from tests.support.proc import loopback_streamtap
 from tests.support.subscriber import TERMINAL, EventLog, text_of
 from tests.support.upstream import Reply, Request, Upstream
 
@@ -69,13 +69,8 @@ def world(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e_gemini")
     pki = make_pki(work / "pki", HOSTS)
     with Upstream(pki, script) as upstream:
-        proc = StreamtapProcess(
-            ["--certs", str(work / "certs"), "--api-socket", str(work / "run" / "api.sock"),
-             "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-             "--set", f"streamtap_capture_dir={work / 'captures'}",
-             *[arg for host in HOSTS for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{upstream.port}")]],
-            cwd=work,
-        )
+        proc = loopback_streamtap(work, pki.ca_cert, dict.fromkeys(HOSTS, upstream.port),
+                                  "--set", f"streamtap_capture_dir={work / 'captures'}")
         try:
             yield {"work": work, "binary": binary, "proc": proc, "upstream": upstream,
                    "log": EventLog(str(work / "run" / "api.sock"), since=0),

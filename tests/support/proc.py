@@ -77,3 +77,15 @@ class StreamtapProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def loopback_streamtap(work: Path, upstream_ca: Path, targets: dict[str, int], *extra: str) -> StreamtapProcess:
+    """`streamtap run` in `work` (its CA in work/certs, its API at work/run/api.sock) with
+    each host of `targets` sent to that loopback port, trusting the upstreams' CA."""
+    return StreamtapProcess(
+        ["--certs", str(work / "certs"), "--api-socket", str(work / "run" / "api.sock"),
+         "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}",
+         *[arg for host, port in targets.items() for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{port}")],
+         *extra],
+        cwd=work,
+    )

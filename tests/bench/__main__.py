@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import replay, sinks, tap_path, websocket
+from tests.bench import handoff_cost, replay, sinks, tap_path, websocket
 from tests.bench.upstream import big_body
 from tests.support.pki import make_pki
 
@@ -454,7 +454,7 @@ def main() -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
 
     tap_lines = [] if args.no_tap_path else [*tap_path.measure(), "", *replay.measure(), "", *sinks.measure(),
-                                             "", *websocket.measure()]
+                                             "", *websocket.measure(), "", *handoff_cost.measure()]
     samples: dict[tuple[str, str], list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="streamtap-bench-pki-") as tmp:
         pki = make_pki(Path(tmp), ["localhost", "127.0.0.2"])

@@ -44,12 +44,17 @@ class TextDelta(Payload):
     text: str
     index: int = 0
 
+    def fields(self) -> dict[str, Any]:  # nearly every event: a third of the generic one's cost
+        return {"text": self.text, "index": self.index}
+
 
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta(Payload):
     type: ClassVar[str] = "reasoning.delta"
     text: str
     index: int = 0
+
+    fields = TextDelta.fields
 
 
 @dataclass(frozen=True, slots=True)

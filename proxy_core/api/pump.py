@@ -66,9 +66,8 @@ class EventPump:
         self.last_write = time.monotonic()  # of the last write (the headers, at first)
         self._stream: tornado.iostream.IOStream = handler.request.connection.stream  # type: ignore[union-attr]
         self._newest_at_flush = 0
-        # Since when a flush has been waiting to complete. Never flush again before it
-        # has: tornado completes only the newest flush future of a connection, so a
-        # second one would leave the first's callback, and with it the pump, unrun.
+        # Since when a flush the kernel could not take at once has been waiting (None:
+        # nothing waits for the reader).
         self._flushing_since: float | None = None
         self._ended = False  # the reader got everything it asked for
 
@@ -87,7 +86,7 @@ class EventPump:
         if self._ended or (caught_up and (self.hub.closed or not self.follow or stream_over)):
             self._finish()
         elif wrote:
-            self._flush()  # its completion pumps again
+            self._flush()  # it, or its completion, pumps again when more waits
         elif not caught_up:
             self._loop.call_soon(self.pump)  # a stretch with nothing that matched
 
@@ -160,11 +159,19 @@ class EventPump:
         except tornado.iostream.StreamClosedError:
             self.close()
             return
-        # Usually the kernel took it all at once and the next pump() can write again
-        # at once; if not, this resumes the reader when it has drained.
-        self._flushing_since = self.last_write
-        flushed.add_done_callback(self._flushed)
-
+        if self._stream.writing():
+            # The kernel did not take it all: resume when the reader has drained. No
+            # other flush until then: tornado completes only a connection's newest
+            # flush future, so a second one would leave this callback, and with it
+            # the pump, unrun.
+            self._flushing_since = self.last_write
+            flushed.add_done_callback(self._flushed)
+        elif self.cursor < self._newest():
+            # Usually the kernel takes it all at once: the next publish pumps again, or
+            # the next loop turn does when more is waiting. Waiting for the flush
+            # future instead costs two loop turns a batch, and under load the reader
+            # then falls 100-250 ms behind.
+            self._loop.call_soon(self.pump)
     def stalled_for(self) -> float:
         """Seconds the last batch written has been waiting for the reader's socket to take it."""
         if self._flushing_since is None:

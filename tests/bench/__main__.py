@@ -56,6 +56,7 @@ class Workload:
     streamtap_args: tuple[str, ...] = ()
     setups: tuple[str, ...] = ()  # only these (none: every setup asked for)
     rss_every: float = 0.0  # seconds between samples of the proxy's RSS (0: peak only)
+    once: bool = False  # in the first run only (a long one)
 
 
 def big_events(mb: int) -> int:
@@ -84,7 +85,7 @@ WORKLOADS = [
              setups=("mitmdump buffered", "mitmdump", "streamtap asyncio", "streamtap uvloop")),
     # Memory over an hour's worth of events through the default ring (100,000 events).
     Workload("soak", "1,000,000 events: 50 streams × 20,000", ["stream", "--conns", "50", "--events", "20000"], 50,
-             setups=(DEFAULT_SETUP,), rss_every=0.5),
+             setups=(DEFAULT_SETUP,), rss_every=0.5, once=True),
 ]
 
 
@@ -468,6 +469,8 @@ def main() -> None:
             port = int(upstream.stdout.readline())
             for run in range(args.runs):
                 for w in workloads:
+                    if w.once and run:
+                        continue
                     # Interleaved, and in the other order every other run: a drift of the
                     # host's speed then falls on every setup alike.
                     order = [x for x in setups if not w.setups or x in w.setups]

@@ -457,6 +457,7 @@ def main() -> None:
     tap_lines = [] if args.no_tap_path else [*tap_path.measure(), "", *replay.measure(), "", *sinks.measure(),
                                              "", *websocket.measure(), "", *handoff_cost.measure()]
     samples: dict[tuple[str, str], list[Sample]] = {}
+    failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="streamtap-bench-pki-") as tmp:
         pki = make_pki(Path(tmp), ["localhost", "127.0.0.2"])
         big = sorted({int(w.args[w.args.index("--mb") + 1]) for w in workloads if "--mb" in w.args})
@@ -475,7 +476,12 @@ def main() -> None:
                     # host's speed then falls on every setup alike.
                     order = [x for x in setups if not w.setups or x in w.setups]
                     for setup in order if run % 2 == 0 else order[::-1]:
-                        s = measure(setup, w, port, pki.ca_cert, args.profile, not args.no_reader)
+                        try:
+                            s = measure(setup, w, port, pki.ca_cert, args.profile, not args.no_reader)
+                        except (RuntimeError, subprocess.TimeoutExpired) as e:  # one failure: the rest still runs
+                            print(f"run {run + 1}/{args.runs} {w.key:5} {setup:18} FAILED: {e}"[:2000], file=sys.stderr)
+                            failed.append(f"{w.key} {setup} (run {run + 1}): {str(e).strip().splitlines()[-1]}")
+                            continue
                         samples.setdefault((w.key, setup), []).append(s)
                         print(f"run {run + 1}/{args.runs} {w.key:5} {setup:18} wall {s.wall:6.2f} s  "
                               f"cpu {s.cpu:6.2f} s  rss {s.peak_rss / 2**20:5.0f} MB  "
@@ -486,6 +492,7 @@ def main() -> None:
             upstream.wait()
     results = {key: summarise(group) for key, group in samples.items()}
     lines = report(results, args.runs, setups) + targets(results) + round_two(samples, results)
+    lines += ["", "Measurements that failed: " + "; ".join(failed)] if failed else []
     print("\n".join(lines))
     if args.out:
         write_figures(Path(args.out), [*lines, "", *tap_lines])

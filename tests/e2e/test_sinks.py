@@ -358,3 +358,62 @@ def test_a_broker_dying_while_a_batch_awaits_its_acks_fails_the_batch_at_once(tm
     finally:
         server.stop()
     assert took < min(2.0, ACK_TIMEOUT / 2)
+
+
+def test_redis_without_scripts_falls_back_to_a_pipeline_of_xadds(tmp_path):
+    """A batch is one EVALSHA whose script XADDs each event; where the server refuses
+    scripts (an ACL here), the same entries go in as a pipeline of XADDs."""
+    import redis
+
+    from proxy_core.sinks.redis import RedisBroker
+    from proxy_core.sinks.runner import SinkMessage
+
+    def batch(instance: str) -> list[SinkMessage]:
+        return [SinkMessage(instance, "s", 0, "openai", "stream.start", b'{"a":"\\u0000\xc3\xa9"}'),
+                SinkMessage(instance, None, 1, "", "gap", b'{"type":"gap","dropped":2}'),
+                SinkMessage(instance, "s", 1, "openai", "text.delta", b'{"text":"\\t x"}')]
+
+    async def send(url: str, instance: str) -> bool:
+        broker = RedisBroker(f"{url}?stream=tap")
+        await broker.connect()
+        await broker.send(batch(instance))
+        scripted = broker._script is not None
+        await broker.close()
+        return scripted
+
+    with RedisServer(tmp_path / "redis") as server:
+        assert asyncio.run(send(server.url, "scripted"))
+        client = redis.Redis.from_url(server.url)
+        client.execute_command("ACL", "SETUSER", "default", "-@scripting")
+        assert not asyncio.run(send(server.url, "piped"))
+        entries = [fields for _, fields in client.xrange("tap")]
+        client.close()
+    expected = [{"instance": i, "stream": m.stream or "", "seq": str(m.seq), "provider": m.provider, "type": m.type,
+                 "event": m.event} for i in ("scripted", "piped") for m in batch(i)]
+    assert [{k.decode(): (v if k == b"event" else v.decode()) for k, v in e.items()} for e in entries] == expected
+
+
+def test_a_jetstream_refusal_fails_the_batch_at_once(tmp_path):
+    """The acks are JetStream's replies: a subject no stream takes (the stream was deleted)
+    fails the batch with that reason, not after ACK_TIMEOUT."""
+    from proxy_core.sinks.nats import ACK_TIMEOUT, NatsBroker
+    from proxy_core.sinks.runner import SinkMessage
+
+    async def scenario(url: str) -> float:
+        import nats
+
+        broker = NatsBroker(f"{url}/st")
+        await broker.connect()
+        await broker.send([SinkMessage("i", "s", 0, "openai", "text.delta", b"{}")])
+        nc = await nats.connect(url)
+        await nc.jetstream().delete_stream("ST")
+        await nc.close()
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match="no JetStream stream"):
+            await broker.send([SinkMessage("i", "s", n, "openai", "text.delta", b"{}") for n in range(1, 20)])
+        took = time.monotonic() - started
+        await broker.close()
+        return took
+
+    with NatsServer(tmp_path / "nats") as server:
+        assert asyncio.run(scenario(server.url)) < min(2.0, ACK_TIMEOUT / 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,3 +60,55 @@ def test_any_interleaving_of_appends_reads_and_acks_loses_nothing(tmp_path_facto
             s.ack(position)
     rest, _ = drain(s, position, batch)
     assert got + rest == sent
+
+
+def test_a_line_cut_short_by_a_crash_is_dropped_on_restart(tmp_path):
+    s = Spool(tmp_path, 1 << 20)
+    s.append([b"one", b"two"])
+    s.close()
+    with (tmp_path / "00000001.spool").open("ab") as f:
+        f.write(b"thr")  # the process died mid-write
+    again = Spool(tmp_path, 1 << 20)
+    again.append([b"four"])
+    lines, _ = drain(again, again.acked)
+    assert lines == [b"one", b"two", b"four"]  # not b"thrfour"
+    assert again.size == len(b"one\ntwo\nfour\n")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["place", "confirm", "persist", "restart"]),
+                          st.lists(st.binary(min_size=1, max_size=40).filter(lambda b: b"\n" not in b), max_size=8),
+                          st.integers(0, 9)), max_size=25))
+def test_the_accounting_side_agrees_with_the_files(tmp_path_factory, ops):
+    """`place` (no IO) then `write`, `confirm` then `persist`, in any order and across
+    restarts: positions and sizes counted in memory are those of the files, and the bound
+    holds for what is not confirmed."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 64)  # many segments
+        check_accounting(tmp_path_factory.mktemp("spool"), ops)
+
+
+def check_accounting(directory, ops) -> None:
+    s = Spool(directory, 400)
+    unconfirmed: list[tuple[Position, bytes]] = []  # placed, written, not confirmed
+    for op, lines, k in ops:
+        if op == "place":
+            positions, writes = s.place(lines)
+            s.write(writes)
+            assert s.size <= 400
+            unconfirmed += zip(positions, lines[:len(positions)], strict=True)
+        elif op == "confirm" and unconfirmed:
+            upto = min(k, len(unconfirmed) - 1)
+            s.confirm(unconfirmed[upto][0])
+            unconfirmed = unconfirmed[upto + 1:]
+        elif op == "persist":
+            s.persist(s.confirmed)
+            assert min(int(p.stem) for p in directory.glob("*.spool")) == s.acked.segment  # finished ones gone
+        elif op == "restart":
+            s.persist(s.confirmed)
+            s.close()
+            s = Spool(directory, 400)
+        assert s.read(s.confirmed, 1000) == unconfirmed  # positions as counted, lines as placed
+        assert s.size == sum(len(line) + 1 for _, line in unconfirmed)
+        assert s.end == (unconfirmed[-1][0] if unconfirmed else s.end)
+    s.close()

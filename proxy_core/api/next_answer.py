@@ -20,8 +20,9 @@ async def next_answer(
     hub: Hub, after: int, wants: Callable[[dict[str, Any]], bool], deadline: float,
     gone: Callable[[], bool], wait: float,
 ) -> StreamRecord | None:
-    """The first answer wanted after ring offset `after`, or None by `deadline` (a hand-off
-    whose continuation never came: the handed-off stream itself)."""
+    """The first answer wanted after ring offset `after`. By `deadline`, if none is known
+    yet: a ChatGPT stream that has said nothing yet, else a hand-off whose continuation
+    never came (the handed-off stream itself), else None."""
     cursor = after
     maybe_handoff: dict[str, StreamRecord] = {}  # wanted, not yet known to be the answer
     handed_off: dict[str, StreamRecord] = {}
@@ -50,4 +51,4 @@ async def next_answer(
         if left <= 0:
             break
         await hub.wait(cursor, min(left, wait))
-    return next(iter(handed_off.values()), None)
+    return next(iter(maybe_handoff.values()), None) or next(iter(handed_off.values()), None)

@@ -102,3 +102,13 @@ def test_a_handoff_whose_continuation_never_comes_is_given_at_the_deadline():
         assert found is not None and found.id == stub
 
     asyncio.run(scenario())
+
+
+def test_a_chatgpt_stream_still_silent_at_the_deadline_is_given():
+    async def scenario() -> None:
+        hub = Hub()
+        task = await waiting(hub, timeout=0.2)
+        record = hub.open_stream(chatgpt(), {"status": 200})
+        assert await asyncio.wait_for(task, 5) is record
+
+    asyncio.run(scenario())

@@ -25,10 +25,11 @@ from proxy_core.payloads import (
     ToolResult,
     payload_from_dict,
 )
-from tests.conftest import chunkings, one_byte_at_a_time
-from tests.providers.test_openai import assert_matches, run_tap
+from tests.conftest import chunkings
+from tests.providers.fixture_cases import fixture_tests
+from tests.providers.test_openai import run_tap
 from tests.support import agent_fixtures as af
-from tests.support.fixtures import ENCODINGS, _named_sse, encode
+from tests.support.fixtures import _named_sse
 
 CASES = {
     "codeassist-sse": ("codeassist", "text/event-stream", af.codeassist_sse()),
@@ -41,27 +42,7 @@ CASES = {
 }
 
 
-def tap(name: str, chunks: list[bytes], coding: str = "identity"):
-    provider, content_type, _ = CASES[name]
-    return run_tap(chunks, coding, content_type=content_type, provider=provider)
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_fixture_whole_and_byte_by_byte(name):
-    fx = CASES[name][2]
-    assert_matches(*tap(name, [fx.body]), fx)
-    assert_matches(*tap(name, one_byte_at_a_time(fx.body)), fx)
-
-
-@pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("coding", ENCODINGS)
-@given(data=st.data())
-def test_any_chunking_in_any_encoding(name, coding, data):
-    fx = CASES[name][2]
-    wire = encode(fx.body, coding)
-    payloads, outcome = tap(name, data.draw(chunkings(wire)), coding)
-    assert payloads == tap(name, [wire], coding)[0]
-    assert_matches(payloads, outcome, fx)
+tap, test_fixture_whole_and_byte_by_byte, test_any_chunking_in_any_encoding = fixture_tests(CASES)
 
 
 def test_codeassist_keeps_signatures_apart_from_text():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,9 +13,9 @@ from proxy_core.wire.errors import WireError
 from proxy_core.wire.json_stream import JsonDocument, JsonStreamDecoder
 from proxy_core.wire.ndjson import NDJSONDecoder
 from tests.conftest import chunkings, feed_all, one_byte_at_a_time
-from tests.providers.test_openai import assert_matches, run_tap
+from tests.providers.fixture_cases import fixture_tests
+from tests.providers.test_openai import run_tap
 from tests.support import fixtures
-from tests.support.fixtures import ENCODINGS, encode
 
 CASES = {
     "anthropic": ("anthropic", "text/event-stream", fixtures.anthropic_messages()),
@@ -26,27 +25,7 @@ CASES = {
 }
 
 
-def tap(name: str, chunks: list[bytes], coding: str = "identity"):
-    provider, content_type, _ = CASES[name]
-    return run_tap(chunks, coding, content_type=content_type, provider=provider)
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_fixture_whole_and_byte_by_byte(name):
-    fx = CASES[name][2]
-    assert_matches(*tap(name, [fx.body]), fx)
-    assert_matches(*tap(name, one_byte_at_a_time(fx.body)), fx)
-
-
-@pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("coding", ENCODINGS)
-@given(data=st.data())
-def test_any_chunking_in_any_encoding(name, coding, data):
-    fx = CASES[name][2]
-    wire = encode(fx.body, coding)
-    payloads, outcome = tap(name, data.draw(chunkings(wire)), coding)
-    assert payloads == tap(name, [wire], coding)[0]
-    assert_matches(payloads, outcome, fx)
+tap, test_fixture_whole_and_byte_by_byte, test_any_chunking_in_any_encoding = fixture_tests(CASES)
 
 
 def test_anthropic_error_event_ends_with_stream_error():

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import webapps
 from tests.support.pki import make_pki
-from tests.support.proc import StreamtapProcess
+from tests.support.proc import loopback_streamtap
 from tests.support.subscriber import EventLog, text_of
 from tests.support.upstream import Reply, Request, Upstream
 
@@ -65,16 +65,7 @@ def world(tmp_path_factory):
     work = tmp_path_factory.mktemp("webapps")
     pki = make_pki(work / "pki", HOSTS)
     with Upstream(pki, scenario) as upstream:
-        proc = StreamtapProcess(
-            [
-                "--certs", str(work / "certs"),
-                "--api-socket", str(work / "run" / "api.sock"),
-                "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-                *[arg for host in HOSTS
-                  for arg in ("--set", f"streamtap_connect_to={host}:443=127.0.0.1:{upstream.port}")],
-            ],
-            cwd=work,
-        )
+        proc = loopback_streamtap(work, pki.ca_cert, dict.fromkeys(HOSTS, upstream.port))
         try:
             sock = str(work / "run" / "api.sock")
             yield {"proc": proc, "log": EventLog(sock, since=0), "ca": work / "certs" / "mitmproxy-ca-cert.pem"}

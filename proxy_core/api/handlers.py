@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -283,6 +284,7 @@ class HealthHandler(BaseHandler):
                 "checks": checks,
                 "version": __version__,
                 "instance": self.hub.instance,
+                "process": os.getpid(),  # the process holding the hub: the decoder process when it runs
                 "subscribers": self.hub.subscribers,
                 "last_offset": self.hub.last_offset,
                 "oldest_offset": self.hub.ring.oldest if self.hub.last_offset else None,

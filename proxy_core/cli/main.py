@@ -244,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem := _listen_problem(cfg.listen):
         print(f"streamtap: {problem}", file=sys.stderr)
         return 1
-    from proxy_core.cli.loops import uvloop_factory
+    from proxy_core.mitm.event_loop import uvloop_factory
 
     loop_factory = uvloop_factory() if args.loop != "asyncio" else None
     if args.loop == "uvloop" and loop_factory is None:
@@ -289,8 +289,9 @@ async def _run(cfg: Config, setoptions: list[str], ca_cert: Path, log_format: st
     loop_name = "uvloop" if "uvloop" in {c.__module__.split(".")[0] for c in type(loop).__mro__} else "asyncio"
     logging.getLogger("streamtap").info(f"streamtap: event loop {loop_name}")
     await master.run()
-    api = master.addons.get("apiserver")
-    return 1 if api is not None and api.failed else 0  # it logged why, in one line
+    api, decoder = master.addons.get("apiserver"), master.addons.get("decoderprocess")
+    failed = (api is not None and api.failed) or (decoder is not None and decoder.failed)
+    return 1 if failed else 0  # it logged why, in one line
 
 
 def _banner(cfg: Config, ca_cert: Path) -> str:

@@ -45,6 +45,14 @@ def decode_window(key: str, value: Any) -> float:
     return seconds(key, value, defaults.MAX_DECODE_WINDOW, zero=True)
 
 
+def decoder_process(key: str, value: Any) -> str:
+    if isinstance(value, bool):  # YAML's bare on/off
+        value = "on" if value else "off"
+    if value not in defaults.DECODER_PROCESS_MODES:
+        raise ConfigError(f"{key}: must be one of {', '.join(defaults.DECODER_PROCESS_MODES)}, not {value!r}")
+    return str(value)
+
+
 def max_event_bytes(key: str, value: Any) -> int:
     return int(at_least(key, value, MIN_EVENT_BYTES))
 

@@ -16,6 +16,10 @@ IDLE_TIMEOUT = 60.0  # seconds without bytes before stream.stall
 DECODE_WINDOW = 0.0005  # seconds; docs/benchmarks.md shows what it trades
 MAX_DECODE_WINDOW = 0.1  # beyond this, readers would lag visibly
 MAX_EVENT_BYTES = DEFAULT_MAX_EVENT_BYTES
+DECODER_PROCESS = "auto"  # decode in a second process when there are cores for it
+DECODER_PROCESS_MODES = ("auto", "on", "off")
+DECODER_PROCESS_MIN_CPUS = 4  # for auto: the proxy, the decoder, and room for the clients beside them
 
-__all__ = ["API_SOCKET", "BUFFER_EVENTS", "CERTS_DIR", "DECODE_WINDOW", "IDLE_TIMEOUT", "LISTEN", "MAX_DECODE_WINDOW",
+__all__ = ["API_SOCKET", "BUFFER_EVENTS", "CERTS_DIR", "DECODE_WINDOW", "DECODER_PROCESS", "DECODER_PROCESS_MIN_CPUS",
+           "DECODER_PROCESS_MODES", "IDLE_TIMEOUT", "LISTEN", "MAX_DECODE_WINDOW",
            "MAX_EVENT_BYTES", "MAX_MESSAGE_CHARS", "MAX_READERS", "READER_MAX_LAG"]

@@ -45,6 +45,7 @@ class Config:
     max_message_chars: int = defaults.MAX_MESSAGE_CHARS
     idle_timeout: float = defaults.IDLE_TIMEOUT
     decode_window: float = defaults.DECODE_WINDOW
+    decoder_process: str = defaults.DECODER_PROCESS  # auto | on | off
     max_event_bytes: int = defaults.MAX_EVENT_BYTES
     capture_dir: str | None = None
     sinks: list[str] = field(default_factory=list)  # nats://... and redis://... URLs
@@ -93,6 +94,7 @@ class Config:
             "streamtap_max_event_bytes": self.max_event_bytes,
             "streamtap_idle_timeout": str(self.idle_timeout),
             "streamtap_decode_window": str(self.decode_window),
+            "streamtap_decoder_process": self.decoder_process,
             "streamtap_capture_dir": self.capture_dir or "",
             "streamtap_sinks": list(self.sinks),
             "streamtap_routes": [r.spec() for r in self.routes],
@@ -115,6 +117,7 @@ SCHEMA: dict[str, Any] = {
         "max_message_chars": int,  # old place of hub.max_message_chars
         "idle_timeout": (int, float),
         "decode_window": (int, float),
+        "decoder_process": (str, bool),  # YAML reads a bare on/off as a boolean
         "max_event_bytes": int,
         "dir": str,
         "sinks": list,
@@ -187,6 +190,8 @@ def config_from_dict(data: Any) -> Config:
         cfg.idle_timeout = checks.positive("capture.idle_timeout", capture["idle_timeout"])
     if "decode_window" in capture:
         cfg.decode_window = checks.decode_window("capture.decode_window", capture["decode_window"])
+    if "decoder_process" in capture:
+        cfg.decoder_process = checks.decoder_process("capture.decoder_process", capture["decoder_process"])
     cfg.capture_dir = capture.get("dir") or None
     cfg.sinks = _strings("capture.sinks", capture.get("sinks") or [])
     for url in cfg.sinks:

@@ -24,13 +24,16 @@ from proxy_core.config.checks import ConfigError
 from proxy_core.config.pac import pac_script
 from proxy_core.config.routes import parse_route
 from proxy_core.hub.hub import Hub
+from proxy_core.mitm.decoder_process import DecoderProcess, elsewhere
 
 logger = logging.getLogger(__name__)
 
 
 class ApiServer:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, decoder: DecoderProcess | None = None) -> None:
         self.hub = hub
+        self.decoder = decoder  # when it runs, the API is served there instead
+        self.proxy_status: dict[str, object] | None = None  # in the decoder process: the proxy's, as it said
         self.servers: list[HTTPServer] = []
         self.socket_path: Path | None = None
         self._socket_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket we made
@@ -116,6 +119,8 @@ class ApiServer:
                                    "streamtap_api_token")
 
     async def running(self) -> None:
+        if elsewhere(self.decoder):
+            return
         self.is_running = True
         try:
             self.start()
@@ -129,6 +134,8 @@ class ApiServer:
     async def done(self) -> None:
         # Readers first get everything published so far (the proxy's final aborts
         # included), then their responses end; then the socket goes.
+        if elsewhere(self.decoder):
+            return
         await self.hub.close_and_drain()
         self.stop()
 
@@ -191,6 +198,8 @@ class ApiServer:
 
     def readiness(self) -> dict[str, object]:
         """What /healthz checks: the proxy listens, the CA is loaded, the hub runs."""
+        if self.proxy_status is not None:
+            return {**self.proxy_status, "hub_running": not self.hub.closed}
         proxyserver = ctx.master.addons.get("proxyserver")
         listening = [
             f"{host}:{port}"

@@ -28,6 +28,7 @@ from mitmproxy import ctx, exceptions
 
 from proxy_core.hub.envelope import Envelope
 from proxy_core.hub.hub import Hub
+from proxy_core.mitm.decoder_process import DecoderProcess, elsewhere
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +156,9 @@ class CaptureWriter:
 
 
 class Captures:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, decoder: DecoderProcess | None = None) -> None:
         self.hub = hub
+        self.decoder = decoder  # when it runs, the files are written there instead
         self.writer: CaptureWriter | None = None
 
     def load(self, loader) -> None:
@@ -192,7 +194,7 @@ class Captures:
         self._stop()
 
     def _start(self) -> None:
-        if not ctx.options.streamtap_capture_dir:
+        if not ctx.options.streamtap_capture_dir or elsewhere(self.decoder):
             return
         self.writer = CaptureWriter(
             Path(ctx.options.streamtap_capture_dir),

@@ -11,9 +11,9 @@ from mitmproxy import http, io
 
 from proxy_core.config.routes import RouteTable
 from proxy_core.hub.hub import Hub
+from proxy_core.hub.taps import FlowTap
 from proxy_core.mitm.flowinfo import aborted_by, request_info, response_info
 from proxy_core.mitm.routing import PROVIDER
-from proxy_core.mitm.stream_capture import FlowTap
 from proxy_core.mitm.websocket_capture import WebSocketCapture
 from proxy_core.payloads import DecodeError
 from proxy_core.pipeline.tap import StreamTap

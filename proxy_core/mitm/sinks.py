@@ -14,6 +14,7 @@ from mitmproxy import ctx, exceptions
 
 from proxy_core.config.addresses import sink_problem
 from proxy_core.hub.hub import Hub
+from proxy_core.mitm.decoder_process import DecoderProcess, elsewhere
 from proxy_core.sinks.brokers import broker_for
 from proxy_core.sinks.otlp import OtlpSink
 from proxy_core.sinks.runner import SinkRunner
@@ -25,8 +26,9 @@ DEFAULT_SPOOL_BYTES = 256 << 20
 
 
 class Sinks:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, decoder: DecoderProcess | None = None) -> None:
         self.hub = hub
+        self.decoder = decoder  # when it runs, the sinks run there instead
         self.runners: list[SinkRunner] = []
         self.telemetry: list[OtlpSink] = []
 
@@ -48,6 +50,8 @@ class Sinks:
             raise exceptions.OptionsError("streamtap_sink_spool_bytes: must be at least 1048576")
 
     def running(self) -> None:
+        if elsewhere(self.decoder):
+            return
         for url in ctx.options.streamtap_sinks:
             if url.startswith("otlp+http:"):
                 telemetry = OtlpSink(url, self.hub.instance)

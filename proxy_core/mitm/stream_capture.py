@@ -4,133 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import asyncio_utils
 
 from proxy_core.config import checks, defaults
 from proxy_core.config.checks import ConfigError
-from proxy_core.hub.hub import Hub, StreamRecord
+from proxy_core.hub.hub import Hub
+from proxy_core.hub.taps import FlowTap, HttpTaps
 from proxy_core.mitm.flowinfo import aborted_by, request_info, response_info
 from proxy_core.mitm.routing import PROVIDER
-from proxy_core.payloads import DecodeError, StreamAbort, StreamError, StreamStall
 from proxy_core.pipeline.coalesce import Coalescer
-from proxy_core.pipeline.tap import StreamTap
 from proxy_core.pipeline.websocket import WEBSOCKET_ONLY
+
+if TYPE_CHECKING:
+    from proxy_core.mitm.decoder_process import DecoderProcess, RemoteHttpTaps
 
 logger = logging.getLogger(__name__)
 
 # flow.metadata is saved, copied and pickled with the flow: only plain data goes there.
-# The live tap stays in StreamCapture, keyed by flow.id, until the flow ends.
+# The live tap stays in StreamCapture's HttpTaps, keyed by flow.id, until the flow ends.
 STREAM_ID = "streamtap.stream"
 
-
-class FlowTap:
-    """The callable mitmproxy streams the response body through.
-
-    Returns every chunk unchanged, at once, and never raises: an exception here would
-    break mitmproxy's handler for the connection and leave the client hanging. The
-    chunk is decoded at once, or a moment later with others when a Coalescer is given
-    (see coalesce.py); the end of the body and an abort decode what waits first.
-    """
-
-    def __init__(self, hub: Hub, record: StreamRecord, tap: StreamTap, coalescer: Coalescer | None = None) -> None:
-        self.hub = hub
-        self.record = record
-        self.tap = tap
-        self.finished = False
-        self.last_bytes = time.perf_counter()  # one clock for stalls, coalescing and tap timing
-        self.stalled = False
-        self._pending: list[bytes] = []
-        self._coalescer = coalescer
-
-    def __call__(self, chunk: bytes) -> bytes:
-        now = self.last_bytes = time.perf_counter()
-        self.stalled = False
-        if not chunk:
-            self.finish()
-        elif not self.finished:
-            self._pending.append(chunk)
-            if self._coalescer is None:
-                self.decode_pending()
-            else:
-                self._coalescer.add(self, now)
-        return chunk
-
-    def decode_pending(self) -> None:
-        """Decode and publish the chunks waiting, as one batch. Handing the events to
-        the API readers is the caller's (the Coalescer does it once for all streams)."""
-        if not self._pending:
-            return
-        started = time.perf_counter()  # its own clock: a run decodes several streams in turn
-        pending, self._pending = self._pending, []
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        body_before = self.tap.body_bytes
-        try:
-            self.publish(self.tap.feed(data), deliver=False)
-        except Exception as e:  # pragma: no cover - defence in depth
-            logger.exception("streamtap: tap failed for stream %s", self.record.id)
-            self.publish([DecodeError(f"internal error: {e!r}", self.tap.wire_bytes)], deliver=False)
-        metrics = self.hub.metrics
-        metrics.wire_bytes += len(data)
-        metrics.body_bytes += self.tap.body_bytes - body_before
-        metrics.observe_tap(time.perf_counter() - started)
-
-    def finish(self) -> None:
-        """The body ended: flush the decoders and publish the terminal event."""
-        if self.finished:
-            return
-        self._decode_now()
-        self.finished = True
-        try:
-            self.publish(self.tap.close())
-        finally:  # whatever happened, the stream gets its one terminal event
-            self.publish([self.tap.outcome(self.record.next_seq + 1)])
-
-    def check_stall(self, now: float, timeout: float) -> None:
-        """Publish stream.stall once when no bytes came for `timeout` seconds."""
-        idle = now - self.last_bytes
-        if not self.finished and not self.stalled and idle >= timeout:
-            self.stalled = True
-            self.publish([StreamStall(round(idle, 3))])
-
-    def abort(self, by: str, message: str) -> None:
-        if self.finished:
-            return
-        self._decode_now()  # whole events that arrived before the abort still count
-        if self.tap.complete or self.tap.status >= 400:
-            # e.g. the openai SDK closes its connection as soon as it reads [DONE]:
-            # the answer was whole, so the stream ended, it was not aborted. An error
-            # answer (a refused WebSocket upgrade, say) is stream.error however it ends.
-            self.finish()
-            return
-        self.finished = True
-        # No flush: a half-received event is not an event. Everything whole has been sent.
-        totals = self.tap.totals(self.record.next_seq + 1)
-        self.publish([StreamAbort(by, message, totals)])
-
-    def publish(self, payloads: list[Any], deliver: bool = True) -> None:
-        hub = self.hub
-        for payload in payloads:
-            hub.publish(self.record.id, payload)
-        if deliver and payloads and hub.listeners:
-            hub.deliver()  # readers get the events now, as the client gets the bytes
-
-    def _decode_now(self) -> None:
-        if self._coalescer is not None:
-            self._coalescer.discard(self)
-        self.decode_pending()
+__all__ = ["STREAM_ID", "FlowTap", "StreamCapture"]
 
 
 class StreamCapture:
-    def __init__(self, hub: Hub) -> None:
+    """Taps every routed response: here, or in the decoder process when it runs."""
+
+    def __init__(self, hub: Hub, decoder: DecoderProcess | None = None) -> None:
         self.hub = hub
-        self._taps: dict[str, FlowTap] = {}  # flow.id -> the tap of a response being captured
-        self.coalescer = Coalescer(hub.deliver)
+        self.taps = HttpTaps(hub, Coalescer(hub.deliver))
+        self.decoder = decoder
         self._stall_watch: asyncio.Task | None = None
         self.idle_timeout = defaults.IDLE_TIMEOUT
+
+    @property
+    def coalescer(self) -> Coalescer:
+        assert self.taps.coalescer is not None
+        return self.taps.coalescer
+
+    @property
+    def _taps(self) -> HttpTaps | RemoteHttpTaps:
+        """Where this process's flows are decoded."""
+        if self.decoder is not None and self.decoder.active:
+            return self.decoder.http
+        return self.taps
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -174,9 +94,7 @@ class StreamCapture:
         while True:
             timeout = self.idle_timeout
             await asyncio.sleep(min(1.0, timeout / 4))
-            now = time.perf_counter()
-            for flow_tap in list(self._taps.values()):
-                flow_tap.check_stall(now, timeout)
+            self.taps.check_stalls(timeout)  # the decoder process watches its own
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         provider = flow.metadata.get(PROVIDER)
@@ -186,49 +104,26 @@ class StreamCapture:
         upgrade = flow.request.headers.get("upgrade", "").lower() == "websocket"
         if response.status_code == 101 or (provider in WEBSOCKET_ONLY and not upgrade):
             return  # a WebSocket's answers are streams (websocket_capture.py), its handshake is not
-        record = self.hub.open_stream(request_info(flow, provider), response_info(response))
-        tap = StreamTap(
-            provider,
-            response.status_code,
-            response.headers.get("content-type"),
-            response.headers.get("content-encoding"),
-            ctx.options.streamtap_max_event_bytes,
-        )
-        flow_tap = FlowTap(self.hub, record, tap, self.coalescer)
-        flow.metadata[STREAM_ID] = record.id
-        self._taps[flow.id] = flow_tap
+        flow_tap = self._taps.open(flow.id, request_info(flow, provider), response_info(response), provider,
+                                   ctx.options.streamtap_max_event_bytes)
+        flow.metadata[STREAM_ID] = flow_tap.stream_id
         response.stream = flow_tap
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Normally done by the final b"" chunk; this covers bodies that never streamed.
-        if (flow_tap := self._taps.pop(flow.id, None)) is not None:
-            flow_tap.finish()
+        self._taps.end(flow.id)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        flow_tap = self._taps.pop(flow.id, None)
         if flow.error is None:
+            self._taps.forget(flow.id)
             return
         message = flow.error.msg
-        if flow_tap is not None:
-            flow_tap.abort(aborted_by(message), message)
-        elif flow.response is None and (provider := flow.metadata.get(PROVIDER)) is not None \
-                and aborted_by(message) == "upstream":
-            # The upstream never answered (refused, TLS verification, DNS): mitmproxy
-            # gives the client a 502, and the user sees here why.
-            self._no_answer(flow, provider, message)
-
-    def _no_answer(self, flow: http.HTTPFlow, provider: str, message: str) -> None:
-        response = {"status": 502, "headers": {}, "content_type": None, "content_encoding": None}
-        record = self.hub.open_stream(request_info(flow, provider), response)
-        flow.metadata[STREAM_ID] = record.id
-        self.hub.publish(record.id, StreamError(502, f"no answer from the upstream: {message}"))
-        self.hub.deliver()
+        by = aborted_by(message)
+        if not self._taps.abort(flow.id, by, message) and flow.response is None and by == "upstream" \
+                and (provider := flow.metadata.get(PROVIDER)) is not None:
+            flow.metadata[STREAM_ID] = self._taps.no_answer(request_info(flow, provider), message)
 
     def done(self) -> None:
         if self._stall_watch is not None:
             self._stall_watch.cancel()
-        for flow_tap in list(self._taps.values()):
-            flow_tap.abort("proxy", "streamtap shut down")
-        self._taps.clear()
-
-
+        self.taps.shutdown()  # in the decoder process, its own StreamCapture does this

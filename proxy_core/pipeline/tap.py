@@ -198,6 +198,10 @@ class StreamTap(AnswerTally):
         except Exception as e:
             return [DecodeError(f"internal decoder error: {e!r}", self.body_bytes)]
 
+    def stop(self, message: str) -> DecodeError:
+        """Decode no more of this body, for a reason of the caller's."""
+        return self._stop(message, self.wire_bytes)
+
     def _stop(self, message: str, at: int = 0) -> DecodeError:
         self._stopped = True
         return DecodeError(message, at)

@@ -66,6 +66,7 @@ def test_ca_path_and_show_with_certs_dir(tmp_path):
         ("routes:\n  - {host: a.com, provider: sse, via: 5}\n", "routes[0].via: a proxy URL, a list of them, or 'direct'"),
         ("proxy: {auth: nocolon}\n", "proxy.auth: expected USER:PASS"),
         ("ca: {name_constraints: maybe}\n", "ca.name_constraints: must be true or false"),
+        ("capture: {decoder_process: sometimes}\n", "capture.decoder_process: must be one of auto, on, off"),
     ],
 )
 def test_bad_config_is_refused_with_one_line_naming_the_key(tmp_path, yaml_text, message):
@@ -173,3 +174,14 @@ def test_hub_settings_have_their_own_section_and_the_old_keys_still_work():
     old = config_from_dict({"capture": {"buffer_events": 500, "max_message_chars": 9}})
     assert (new.buffer_events, new.max_message_chars) == (old.buffer_events, old.max_message_chars) == (500, 9)
     assert new.to_options()["streamtap_buffer_events"] == 500
+
+
+def test_decoder_process_takes_yamls_bare_on_and_off():
+    import yaml
+
+    from proxy_core.config.settings import config_from_dict
+
+    for text, mode in (("on", "on"), ("off", "off"), ("auto", "auto"), ("'on'", "on")):
+        cfg = config_from_dict(yaml.safe_load(f"capture: {{decoder_process: {text}}}"))
+        assert cfg.to_options()["streamtap_decoder_process"] == mode
+    assert config_from_dict({}).to_options()["streamtap_decoder_process"] == "auto"

@@ -209,7 +209,7 @@ def test_a_burst_is_decoded_in_one_batch_and_nothing_waits_past_the_end():
     be decoded with the next ones; the timer, the end of the body or an abort flush it."""
     import asyncio
 
-    from proxy_core.mitm.stream_capture import FlowTap
+    from proxy_core.hub.taps import FlowTap
     from proxy_core.pipeline.coalesce import Coalescer
     from proxy_core.pipeline.tap import StreamTap
 

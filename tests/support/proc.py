@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 STREAMTAP = str(Path(sys.executable).with_name("streamtap"))
+DECODER_PROCESS_ENV = "STREAMTAP_TEST_DECODER_PROCESS"  # on | off: what every StreamtapProcess runs with
 _PROXY_LISTENING = re.compile(r"proxy(?: \([^)]*\))? listening at \*?\[?([0-9.:a-f]*?)\]?:(\d+)")
 
 
@@ -24,6 +25,9 @@ class StreamtapProcess:
         self._ready = threading.Event()
         self._api_ready = "--api-socket" not in args
         self._want_tcp_api = "--api-listen" in args
+        mode = os.environ.get(DECODER_PROCESS_ENV)  # the whole suite, run with the decoder process on
+        if mode and not any(a.startswith("streamtap_decoder_process=") for a in args):
+            args = [*args, "--set", f"streamtap_decoder_process={mode}"]
         self.proc = subprocess.Popen(
             [STREAMTAP, "run", "--listen", "127.0.0.1:0", *args],
             cwd=cwd,

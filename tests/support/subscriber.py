@@ -47,5 +47,12 @@ class EventLog:
                 self._cond.wait(left)
 
 
+    def wait_for(self, condition: Callable[[list[dict[str, Any]]], bool], what: str, timeout: float = 20) -> None:
+        """Until `condition` holds for the events so far."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: condition(self.events), timeout):
+                raise TimeoutError(f"no {what}; have {len(self.events)} events")
+
+
 def text_of(events: list[dict[str, Any]]) -> str:
     return "".join(e["text"] for e in events if e["type"] == "text.delta")

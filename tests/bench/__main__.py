@@ -70,16 +70,20 @@ def big_events(mb: int) -> int:
 # (c) runs with buffers that both sizes fill (a 10,000-event ring, a reassembled
 # message of 1M characters): peak memory then shows whether anything else grows with
 # the stream itself.
+IN_PROCESS = tuple(s for s in SETUPS if s != DECODER_SETUP)  # (c) and (d) say nothing new about it
 SMALL_BUFFERS = ("--set", "streamtap_buffer_events=10000", "--set", "streamtap_max_message_chars=1000000")
 
 WORKLOADS = [
     Workload("a", "1 stream × 10,000 events", ["stream", "--conns", "1", "--events", "10000"], 1),
     Workload("b", "50 streams × 1,000 events", ["stream", "--conns", "50", "--events", "1000"], 50),
-    Workload("c5", "5 MB stream", ["big", "--mb", "5"], 1, big_events(5), SMALL_BUFFERS),
-    Workload("c50", "50 MB stream", ["big", "--mb", "50"], 1, big_events(50), SMALL_BUFFERS),
-    Workload("c5gz", "5 MB stream, gzip", ["big", "--mb", "5", "--coding", "gzip"], 1, big_events(5), SMALL_BUFFERS),
-    Workload("c50gz", "50 MB stream, gzip", ["big", "--mb", "50", "--coding", "gzip"], 1, big_events(50), SMALL_BUFFERS),
-    Workload("d", "passthrough: 200 new connections/s × 5 s", ["short", "--rate", "200", "--seconds", "5"], 0),
+    Workload("c5", "5 MB stream", ["big", "--mb", "5"], 1, big_events(5), SMALL_BUFFERS, setups=IN_PROCESS),
+    Workload("c50", "50 MB stream", ["big", "--mb", "50"], 1, big_events(50), SMALL_BUFFERS, setups=IN_PROCESS),
+    Workload("c5gz", "5 MB stream, gzip", ["big", "--mb", "5", "--coding", "gzip"], 1, big_events(5), SMALL_BUFFERS,
+             setups=IN_PROCESS),
+    Workload("c50gz", "50 MB stream, gzip", ["big", "--mb", "50", "--coding", "gzip"], 1, big_events(50),
+             SMALL_BUFFERS, setups=IN_PROCESS),
+    Workload("d", "passthrough: 200 new connections/s × 5 s", ["short", "--rate", "200", "--seconds", "5"], 0,
+             setups=IN_PROCESS),
     # Issue 19's two cases: the worst (every event its own write, 30 clients at once) and
     # the realistic (gzip, several events per write, as the providers send them).
     Workload("e", "30 streams × 600 events, a write each", ["stream", "--conns", "30", "--events", "600"], 30,
@@ -373,7 +377,7 @@ def targets(results: dict[tuple[str, str], Figures]) -> list[str]:
     def check(ok: bool, text: str) -> None:
         lines.append(f"- {'✅' if ok else '❌'} {text}")
 
-    for setup in ("streamtap uvloop", "streamtap asyncio"):
+    for setup in ("streamtap uvloop", "streamtap asyncio", DECODER_SETUP):
         for key in ("a", "b"):
             f, base = results.get((key, setup)), results.get((key, "mitmdump"))
             if f and base:

@@ -2,7 +2,7 @@
 #   docker build -t streamtap .
 #   docker run -p 127.0.0.1:8080:8080 -v streamtap-certs:/data/certs \
 #              -e STREAMTAP_PROXY_AUTH=me:secret streamtap
-FROM python:3.12-slim
+FROM python:3.13-slim
 
 RUN useradd --create-home --uid 10001 streamtap \
  && mkdir -p /data/certs /run/streamtap \

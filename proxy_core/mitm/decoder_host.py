@@ -170,7 +170,7 @@ class _HostProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.host.frames(self.host.reader.feed(data))
-        except ChannelError as e:
+        except (ChannelError, ValueError, TypeError, KeyError) as e:  # a frame not as ours are: stop, saying so
             logger.error(f"streamtap: the decoder process cannot read the proxy's channel: {e}")
             ctx.master.shutdown()
 

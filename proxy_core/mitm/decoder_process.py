@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions
@@ -45,11 +46,20 @@ READY_TIMEOUT = 30.0
 EXIT_TIMEOUT = 10.0
 
 
-def usable_cpus() -> int:
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: its affinity, and a container's CPU quota (cgroup
+    v2 `cpu.max`, "QUOTA PERIOD"), which the affinity does not show."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 here, or no limit
+    return cpus
 
 
 def wanted(mode: str) -> bool:

@@ -63,6 +63,14 @@ def test_auto_decodes_in_a_process_only_with_the_cores_for_it(monkeypatch):
     assert wanted("auto")
 
 
+def test_a_containers_cpu_quota_counts(tmp_path):
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")  # docker run --cpus=1.5
+    assert decoder_process.usable_cpus(cpu_max) == 1
+    cpu_max.write_text("max 100000\n")
+    assert decoder_process.usable_cpus(cpu_max) == decoder_process.usable_cpus(tmp_path / "none")
+
+
 def test_a_stream_forwarded_in_awkward_chunks_is_decoded_there_exactly():
     proxy, hub = joined()
     body = sse("Hel", "lo ✓", " wörld")

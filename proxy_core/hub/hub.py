@@ -23,7 +23,7 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,6 +52,7 @@ ITEM_LISTS: dict[type[Payload], str] = {
     ToolResult: "tool_results", Citation: "citations", Media: "media", ProviderEvent: "extra",
 }
 MAX_MESSAGE_ITEMS = 1000
+JOIN_PARTS = 64  # the reassembled text's deltas, kept as one string per this many
 
 
 class Listener(Protocol):
@@ -102,6 +103,32 @@ class OffsetIndex:
         return len(self._offsets) - bisect_right(self._offsets, offset, self._head)
 
 
+class TextParts:
+    """A reassembled text, delta by delta. A delta is a few characters and a str costs
+    about 50 bytes more, so every JOIN_PARTS loose ones are kept as one string: each
+    character is copied once more, and a long answer's message costs its text."""
+
+    __slots__ = ("_joined", "_loose")
+
+    def __init__(self) -> None:
+        self._joined: list[str] = []
+        self._loose: list[str] = []
+
+    def append(self, text: str) -> None:
+        loose = self._loose
+        loose.append(text)
+        if len(loose) == JOIN_PARTS:
+            self._joined.append("".join(loose))
+            loose.clear()
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._joined
+        yield from self._loose
+
+    def __bool__(self) -> bool:
+        return bool(self._joined or self._loose)
+
+
 @dataclass(slots=True)
 class StreamRecord:
     """One response being (or having been) captured, and its reassembled message."""
@@ -115,10 +142,10 @@ class StreamRecord:
     first_offset: int = 0
     last_offset: int = 0
     ended: float | None = None
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
+    text: TextParts = field(default_factory=lambda: TextParts())
+    reasoning: TextParts = field(default_factory=lambda: TextParts())
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    refusal: list[str] = field(default_factory=list)
+    refusal: TextParts = field(default_factory=lambda: TextParts())
     # tool_result, citation, media and provider.event payloads, by kind of list; bounded
     # in number (MAX_MESSAGE_ITEMS each), their size by the event size limit.
     items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -159,7 +186,7 @@ class StreamRecord:
             self.outcome = {"type": payload.type, **payload.fields()}
             self.finish_reason = getattr(payload, "finish_reason", None)
 
-    def _keep(self, parts: list[str], text: str) -> None:
+    def _keep(self, parts: TextParts, text: str) -> None:
         """The reassembled message is bounded: memory follows the settings, not the
         length of an answer."""
         room = self.message_limit - self.message_chars

@@ -176,12 +176,13 @@ class DecoderProcess:
     def send(self, *parts: bytes) -> None:
         """Queue frames for the next write; never blocks, never raises."""
         self._parts.extend(parts)
-        if self._timer is None:
-            wait = self.window - (time.perf_counter() - self._last_flush)
-            if wait <= 0:
-                self.flush()
-            else:
-                self._timer = asyncio.get_running_loop().call_later(wait, self.flush)
+        # As the Coalescer does: past the window, the next frame writes everything, even
+        # when the timer is still due (a busy loop runs its timers late).
+        wait = self.window - (time.perf_counter() - self._last_flush)
+        if wait <= 0:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait, self.flush)
 
     def flush(self) -> None:
         if self._timer is not None:

@@ -187,7 +187,8 @@ async def continuous_workload(target: Target, conns: int, seconds: float, events
     finally:
         writer.close()
     sent = json.loads(b"".join(body))
-    return {"start_ns": start_ns, "end_ns": end_ns, "arrived_ns": arrived, "latency_ns": latencies,
+    return {"wall": (end_ns - start_ns) / 1e9, "start_ns": start_ns, "end_ns": end_ns, "arrived_ns": arrived,
+            "latency_ns": latencies,
             "bytes_received": received, "bytes_sent": sent["bytes"], "answers": answers,
             "answers_sent": sent["answers"], "events": len(arrived), "events_sent": sent["events"]}
 

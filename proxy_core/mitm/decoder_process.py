@@ -26,6 +26,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions
 from mitmproxy.utils import asyncio_utils
 
+import proxy_core
 from proxy_core.config import checks, defaults
 from proxy_core.pipeline.channel import (
     CONTROL,
@@ -124,10 +125,13 @@ class DecoderProcess:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         loop_name = "uvloop" if any(c.__module__.startswith("uvloop") for c in type(loop).__mro__) else "asyncio"
+        # The same proxy_core as this process's, installed or not (mitmdump -s from a checkout).
+        root = str(Path(proxy_core.__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "proxy_core.mitm.decoder_host", str(theirs.fileno()), loop_name],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,  # a Ctrl-C reaches the proxy, which stops it in order
             )
         except OSError as e:

@@ -25,6 +25,7 @@ from proxy_core.config.pac import pac_script
 from proxy_core.config.routes import parse_route
 from proxy_core.hub.hub import Hub
 from proxy_core.mitm.decoder_process import DecoderProcess, elsewhere
+from proxy_core.mitm.readiness import proxy_checks
 
 logger = logging.getLogger(__name__)
 
@@ -198,21 +199,8 @@ class ApiServer:
 
     def readiness(self) -> dict[str, object]:
         """What /healthz checks: the proxy listens, the CA is loaded, the hub runs."""
-        if self.proxy_status is not None:
-            return {**self.proxy_status, "hub_running": not self.hub.closed}
-        proxyserver = ctx.master.addons.get("proxyserver")
-        listening = [
-            f"{host}:{port}"
-            for server in (proxyserver.servers if proxyserver else [])
-            if server.is_running
-            for host, port, *_ in server.listen_addrs
-        ]
-        tlsconfig = ctx.master.addons.get("tlsconfig")
-        return {
-            "proxy_listening": listening,
-            "ca_loaded": bool(tlsconfig is not None and tlsconfig.certstore is not None),
-            "hub_running": not self.hub.closed,
-        }
+        proxy = self.proxy_status if self.proxy_status is not None else proxy_checks()
+        return {**proxy, "hub_running": not self.hub.closed}
 
     def pac(self) -> str:
         """The PAC file for the proxy as it listens now."""

@@ -28,6 +28,7 @@ from mitmproxy.utils import asyncio_utils
 
 import proxy_core
 from proxy_core.config import checks, defaults
+from proxy_core.mitm.readiness import proxy_checks
 from proxy_core.pipeline.channel import (
     CONTROL,
     ChannelError,
@@ -193,16 +194,12 @@ class DecoderProcess:
             self._timer.cancel()
             self._timer = None
         self._last_flush = time.perf_counter()
-        if not self._parts:
-            return
-        parts, self._parts = self._parts, []
         transport = self._transport
-        if transport is not None and not transport.is_closing():
+        if transport is None or not self._parts:
+            return  # not started yet: the frames go first when it is
+        parts, self._parts = self._parts, []
+        if not transport.is_closing():  # else it stopped: lost() has said so, and the proxy stops
             transport.write(b"".join(parts))
-        elif transport is not None:
-            pass  # it stopped: _lost has said so, and the proxy is stopping
-        else:
-            self._parts = parts  # not started yet: they go first when it is
 
     def received(self, message: list[Any]) -> None:
         op = message[0]
@@ -241,18 +238,7 @@ class DecoderProcess:
         ctx.master.shutdown()
 
     def _send_status(self) -> None:
-        proxyserver = ctx.master.addons.get("proxyserver")
-        tlsconfig = ctx.master.addons.get("tlsconfig")
-        status = {
-            "proxy_listening": [
-                f"{host}:{port}"
-                for server in (proxyserver.servers if proxyserver else [])
-                if server.is_running
-                for host, port, *_ in server.listen_addrs
-            ],
-            "ca_loaded": bool(tlsconfig is not None and tlsconfig.certstore is not None),
-        }
-        self.send(control("status", status))
+        self.send(control("status", proxy_checks()))
 
 
 class ChildFailed(Exception):
@@ -315,16 +301,17 @@ class ChunkForwarder:
         return chunk
 
     def end(self) -> None:
-        if not self.ended:
-            self.ended = True
-            self._send_skipped()
-            self.owner.send(control("end", self.key))
+        self._last("end")
 
     def abort(self, by: str, message: str) -> None:
+        self._last("abort", by, message)
+
+    def _last(self, op: str, *args: str) -> None:
+        """The flow's last frame: what was skipped is said first."""
         if not self.ended:
             self.ended = True
             self._send_skipped()
-            self.owner.send(control("abort", self.key, by, message))
+            self.owner.send(control(op, self.key, *args))
 
     def _send_skipped(self) -> None:
         if self.skipped:
@@ -338,11 +325,11 @@ class RemoteHttpTaps:
     def __init__(self, owner: DecoderProcess) -> None:
         self.owner = owner
         self.taps: dict[str, ChunkForwarder] = {}
-        self._keys = 0
+        self._last = 0  # the number of the newest flow
 
     def open(self, key: str, request: dict[str, Any], response: dict[str, Any], provider: str,
              max_event_bytes: int) -> ChunkForwarder:
-        self._keys = number = (self._keys + 1) & 0xFFFFFFFF
+        self._last = number = (self._last + 1) & 0xFFFFFFFF
         stream_id = secrets.token_hex(6)
         self.owner.send(control("open", number, stream_id, request, response, provider, max_event_bytes))
         forwarder = self.taps[key] = ChunkForwarder(self.owner, number, key, stream_id)
@@ -373,15 +360,15 @@ class RemoteWebSocketTaps:
 
     def __init__(self, owner: DecoderProcess) -> None:
         self.owner = owner
-        self._keys: dict[str, int] = {}
-        self._next = 0
+        self._keys: dict[str, int] = {}  # flow id -> its number on the channel
+        self._last = 0
 
     def __contains__(self, key: str) -> bool:
         return key in self._keys
 
     def start(self, key: str, provider: str, request: dict[str, Any], response: dict[str, Any],
               model: str | None, max_event_bytes: int, connection: str) -> None:
-        self._next = number = (self._next + 1) & 0xFFFFFFFF
+        self._last = number = (self._last + 1) & 0xFFFFFFFF
         self._keys[key] = number
         self.owner.send(control("ws_start", number, provider, request, response, model, max_event_bytes,
                                 connection))

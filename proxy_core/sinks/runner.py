@@ -101,6 +101,7 @@ class SinkRunner:
         self.sent = 0
         self.gaps = 0  # events dropped because the spool was full
         self.connected = False
+        self._down_said = False  # "spooling until it is back" said once per outage, not per retry
         self._incoming: list[Envelope] = []
         self._idle = True  # the spooler waits for a first event
         self._wake = asyncio.Event()  # for the spooler: an event was put (or stop)
@@ -303,10 +304,12 @@ class SinkRunner:
                     if not self.connected:
                         await self.broker.connect()
                         self.connected = True
+                        self._down_said = False
                         logger.info(f"streamtap: sink {self.broker.name} connected")
                     await self.broker.send(messages)
             except Exception as e:  # the broker is down or refused: keep spooling, retry
-                if self.connected:
+                if not self._down_said:  # also when it was never reached: the user hears of it
+                    self._down_said = True
                     logger.warning(f"streamtap: sink {self.broker.name}: {e}; spooling until it is back")
                 self.connected = False
                 if self._closing:

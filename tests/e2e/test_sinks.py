@@ -157,6 +157,8 @@ def test_three_instances_into_nats_every_event_once_in_order_across_a_restart(tm
                     t.join(90)
 
             each(20)
+            for w in works:  # the restart comes after each sink has sent, not before it connects
+                wait_until(lambda w=w: _sent(w) > 0, 30, "the sink to connect")
             nats_server.stop()  # the broker goes away mid-run ...
             each(5)  # ... the proxies' clients do not notice ...
             assert all(p.wait_for("spooling until it is back") for p in procs)  # the sinks did
@@ -243,6 +245,7 @@ def test_redis_gets_every_event_once_in_order_across_a_restart(tmp_path, pki, up
         proc = run_streamtap(tmp_path, pki, upstream, f"{redis_server.url}?stream=tap")
         try:
             answers(proc, tmp_path, 20)
+            wait_until(lambda: _sent(tmp_path) > 0, 30, "the sink to connect")  # then the restart
             redis_server.stop()
             answers(proc, tmp_path, 10)
             assert proc.wait_for("spooling until it is back"), proc.output

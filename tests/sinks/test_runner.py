@@ -33,8 +33,10 @@ class MemoryBroker(Broker):
         self.flaky = flaky
         self.ticks_at_send: list[int] = []
         self.ticks = 0  # advanced by a task of the test, to see the loop run between sends
+        self.connects = 0
 
     async def connect(self) -> None:
+        self.connects += 1
         if self.down:
             raise ConnectionError("memory broker down")
 
@@ -369,3 +371,28 @@ def test_an_unreadable_spool_line_is_skipped_and_the_rest_sent(tmp_path):
 
     asyncio.run(scenario())
     assert events(broker.stored) == [("s", 0), ("s", 1)]
+
+
+def test_a_broker_down_from_the_start_is_said_once_per_outage(tmp_path, caplog):
+    broker = MemoryBroker()
+    broker.down = True
+    said = lambda: [r for r in caplog.records if "spooling until it is back" in r.getMessage()]  # noqa: E731
+
+    async def run() -> None:
+        runner = SinkRunner(broker, tmp_path, 1 << 20, "inst", linger=0.001)
+        runner.start()
+        hub, stream = hub_with(runner)
+        hub.publish(stream, TextDelta("a"))
+        await until(lambda: broker.connects >= 4)  # retried with backoff: still one line
+        assert len(said()) == 1 and "memory broker down" in said()[0].getMessage()
+        broker.down = False
+        await until(lambda: runner.connected and len(broker.stored) == 2)
+        broker.down = True
+        hub.publish(stream, TextDelta("b"))
+        await until(lambda: len(said()) == 2)  # the next outage is said again
+        broker.down = False
+        await until(lambda: len(broker.stored) == 3)
+        await runner.stop()
+
+    with caplog.at_level("INFO", logger="proxy_core.sinks.runner"):
+        asyncio.run(run())

@@ -223,6 +223,11 @@ class WebSocketTaps:
         metrics.body_bytes += len(content)
         metrics.observe_tap(time.perf_counter() - started)
 
+    def skip(self, key: str, messages: int, nbytes: int, why: str) -> None:
+        """`messages` of the connection will never be seen here (the decoder process fell behind)."""
+        if (tap := self._taps.get(key)) is not None:
+            self._publish(key, tap.skip(messages, nbytes, why))
+
     def end(self, key: str, closed_by_client: bool | None, code: int | None, reason: str | None) -> None:
         tap = self._taps.pop(key, None)
         if tap is None:

@@ -148,6 +148,10 @@ class DecoderHost:
             number, provider, request, response, model, max_event_bytes, connection = args
             self._ws_keys[number] = flow_id = f"ws{number}"
             self.websockets.taps.start(flow_id, provider, request, response, model, max_event_bytes, connection)
+        elif op == "ws_skip":
+            number, messages, nbytes = args
+            if (flow_id := self._ws_keys.get(number, "")):
+                self.websockets.taps.skip(flow_id, messages, nbytes, "the decoder process fell behind")
         elif op == "ws_end":
             number, closed_by_client, code, reason = args
             if (flow_id := self._ws_keys.pop(number, "")):

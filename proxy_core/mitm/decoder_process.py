@@ -361,6 +361,7 @@ class RemoteWebSocketTaps:
     def __init__(self, owner: DecoderProcess) -> None:
         self.owner = owner
         self._keys: dict[str, int] = {}  # flow id -> its number on the channel
+        self._skipped: dict[int, list[int]] = {}  # number -> [messages, bytes] not sent while behind
         self._last = 0
 
     def __contains__(self, key: str) -> bool:
@@ -375,8 +376,20 @@ class RemoteWebSocketTaps:
 
     def message(self, key: str, from_client: bool, content: bytes, is_text: bool) -> None:
         number = self._keys[key]
+        if self.owner.overloaded:
+            skipped = self._skipped.setdefault(number, [0, 0])
+            skipped[0] += 1
+            skipped[1] += len(content)
+            return
+        if self._skipped:
+            self._send_skipped(number)
         self.owner.send(ws_header(number, len(content), from_client, is_text), content)
 
     def end(self, key: str, closed_by_client: bool | None, code: int | None, reason: str | None) -> None:
         if (number := self._keys.pop(key, None)) is not None:
+            self._send_skipped(number)
             self.owner.send(control("ws_end", number, closed_by_client, code, reason))
+
+    def _send_skipped(self, number: int) -> None:
+        if (skipped := self._skipped.pop(number, None)) is not None:
+            self.owner.send(control("ws_skip", number, *skipped))

@@ -53,6 +53,7 @@ MAX_PENDING = 64  # client requests waiting for their answer to start (Realtime)
 HANDSHAKE_STATUS = 101  # the status an answer on a WebSocket has: its connection's
 MAX_ITEM_IDS = 65_536  # per topic answer: the item ids remembered to drop replays
 MAX_ENDED_TOPICS = 256  # per connection: topics ended, whose late items are dropped
+MAX_ENDED_IDS = 256  # per connection: Realtime answers aborted by a skip, whose late events are dropped
 
 
 class Answer(AnswerTally):
@@ -181,6 +182,8 @@ class WebSocketTap:
         self._connection: Answer | None = None  # ws-json: the one stream
         self._topics: dict[str, TopicAnswer] = {}  # ChatGPT: topic id -> its open answer
         self._ended_topics: deque[str] = deque(maxlen=MAX_ENDED_TOPICS)
+        self._ended_ids: deque[str] = deque(maxlen=MAX_ENDED_IDS)
+        self._draining: set[str | None] = set()  # Responses lanes whose answer a skip ended: its tail is dropped
 
     @property
     def active(self) -> list[Answer]:
@@ -264,6 +267,39 @@ class WebSocketTap:
         self._topics.clear()
         return out
 
+    def skip(self, messages: int, nbytes: int, why: str) -> list[Out]:
+        """`messages` of this connection (`nbytes`) will never be seen here. The answers
+        open now may have lost their start, text or end: each gets a decode.error and is
+        aborted, and what still comes for them is dropped, so it never runs into the next
+        answer. New answers decode as usual. A ws-json stream just goes on."""
+        if self.closed or not messages:
+            return []
+        at = self.wire_bytes
+        self.messages += messages
+        self.wire_bytes += nbytes
+        said = (f"{messages} WebSocket messages ({nbytes} bytes) were" if messages > 1
+                else f"a WebSocket message ({nbytes} bytes) was")
+        message = f"{why}: {said} not decoded"
+        if self.mode == "frames":
+            connection = self._connection
+            if connection is None:
+                return []
+            connection.messages += messages  # the whole connection is its one answer
+            connection.wire_bytes += nbytes
+            return [(connection, p) for p in connection.count([DecodeError(message, at)])]
+        out: list[Out] = []
+        for answer in self.active:
+            out += [(answer, p) for p in answer.flush()]
+            out += [(answer, p) for p in answer.count([DecodeError(message, at)])]
+            out.append((answer, answer.abort("proxy", message)))
+        self._draining.update(lane for lane, queue in self._lanes.items() if queue)
+        self._lanes.clear()
+        self._ended_ids.extend(self._by_id)
+        self._by_id.clear()
+        self._ended_topics.extend(self._topics)
+        self._topics.clear()
+        return out
+
     # ---------------------------------------------------------------------------
 
     def _answer(self, summary: dict[str, Any], lane: str | None = None) -> Answer:
@@ -292,6 +328,7 @@ class WebSocketTap:
             self.ignored += 1
             return []
         lane = obj.get("stream_id") if isinstance(obj.get("stream_id"), str) else None
+        self._draining.discard(lane)
         answer = self._answer(request_summary(obj, kind, self.model), lane)
         self._lanes.setdefault(lane, deque()).append(answer)
         return [(answer, None)]
@@ -303,6 +340,9 @@ class WebSocketTap:
         out: list[Out] = []
         if queue:
             answer = queue[0]
+        elif self._drained(lane, kind):
+            self.ignored += 1
+            return []
         elif kind == "error" or (isinstance(kind, str) and kind.startswith("response.")):
             # An answer nobody was seen asking for (the socket was taken over mid-way),
             # or an error of the connection itself: a stream of its own, never another's.
@@ -326,6 +366,15 @@ class WebSocketTap:
             out += self._finish(answer)
         return out
 
+    def _drained(self, lane: str | None, kind: Any) -> bool:
+        """Whether a server message of `lane` is the tail of an answer a skip ended."""
+        for candidate in (lane, None) if lane is not None else (None,):  # as the queues fall back
+            if candidate in self._draining:
+                if kind in RESPONSES_END or kind == "error":
+                    self._draining.discard(candidate)
+                return True
+        return False
+
     def _realtime(self, obj: dict[str, Any], size: int, at: int) -> list[Out]:
         kind = obj.get("type")
         found = obj.get("response")
@@ -334,6 +383,9 @@ class WebSocketTap:
         out: list[Out] = []
         answer = self._by_id.get(response_id) if isinstance(response_id, str) else None
         if answer is None:
+            if response_id in self._ended_ids:  # the tail of an answer a skip ended
+                self.ignored += 1
+                return []
             if kind == "response.created" or (isinstance(response_id, str) and kind != "response.done"):
                 summary = self._requests.popleft() if self._requests else request_summary(response, kind, self.model)
                 answer = self._answer(summary)

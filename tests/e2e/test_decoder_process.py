@@ -5,6 +5,7 @@ rest of the suite runs this way too in CI (STREAMTAP_TEST_DECODER_PROCESS=on).""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import ssl
@@ -15,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from proxy_core.mitm import decoder_process
 from tests.support import fixtures
 from tests.support.pki import make_pki
 from tests.support.proc import loopback_streamtap
@@ -30,7 +32,14 @@ CHAT = fixtures.openai_chat_text()
 LONG = fixtures.openai_chat_text(parts=fixtures.ANSWER_PARTS * 40)  # 280 deltas, 20 ms apart
 
 
+# An answer bigger than the proxy's backlog for the decoder process (MAX_BACKLOG, 64 MiB).
+BIG_EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 16_000 + b'"}}]}\n\n'
+BIG_COUNT = (decoder_process.MAX_BACKLOG * 3 // 2) // len(BIG_EVENT)
+
+
 def scenario(request: Request) -> Reply:
+    if request.headers.get("x-test-scenario") == "big":
+        return Reply(chunks=[BIG_EVENT] * BIG_COUNT + [b"data: [DONE]\n\n"])
     if request.headers.get("x-test-scenario") == "long":
         return Reply(chunks=[e + b"\n\n" for e in LONG.body.split(b"\n\n") if e], delay=0.02)
     body = CHAT.body
@@ -140,3 +149,30 @@ def _wait_for_text(log: EventLog, tag: str) -> None:
         return any(e["type"] == "text.delta" and e["stream"] in ids for e in events)
 
     log.wait_for(some_text, f"text on the stream tagged {tag!r}")
+
+
+def test_a_stopped_decoder_process_never_holds_the_client_up(world):
+    """SIGSTOP the decoder process and stream 96 MiB through: the client gets every byte
+    at once; what the backlog could not hold is one decode.error, and the stream ends."""
+    sock = world["sock"]
+    decoder = get_json(sock, "/healthz")["process"]
+    os.kill(decoder, signal.SIGSTOP)
+    try:
+        with client(world) as http, http.stream(
+                "POST", f"https://{HOST}/v1/chat/completions", json={"stream": True},
+                headers={"x-streamtap-tag": "big", "x-test-scenario": "big"}, timeout=60) as r:
+            digest, size = hashlib.sha256(), 0
+            for part in r.iter_raw():
+                digest.update(part)
+                size += len(part)
+    finally:
+        os.kill(decoder, signal.SIGCONT)
+    body = BIG_EVENT * BIG_COUNT + b"data: [DONE]\n\n"
+    assert size == len(body) and digest.hexdigest() == hashlib.sha256(body).hexdigest()
+    events = EventLog(sock, since=0).stream_of("big")
+    errors = [e for e in events if e["type"] == "decode.error"]
+    assert len(errors) == 1 and "bytes of this body were not decoded" in errors[0]["message"]
+    skipped = int(errors[0]["message"].split(": ")[-1].split(" ")[0])
+    assert skipped >= len(body) - decoder_process.MAX_BACKLOG - (8 << 20)  # at most the backlog and socket buffers sent
+    assert events[-1]["type"] == "stream.end" and [e["seq"] for e in events] == list(range(len(events)))
+    assert 0 < len(text_of(events)) < BIG_COUNT * 16_000  # what was sent before the skip, decoded

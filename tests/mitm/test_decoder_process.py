@@ -134,6 +134,35 @@ def test_websocket_answers_are_streams_there():
     assert got[-1]["type"] == "stream.end"
 
 
+def test_websocket_messages_not_sent_while_behind_end_the_answer_they_belonged_to():
+    proxy, hub = joined()
+    request = {**REQUEST, "method": "GET", "path": "/v1/responses"}
+    response = {**RESPONSE, "status": 101, "content_type": None}
+    proxy.websockets.start("ws-flow", "openai", request, response, None, defaults.MAX_EVENT_BYTES, "ws-flow")
+    proxy.websockets.message("ws-flow", True, dumps(ws.response_create()), True)
+    first = [dumps(m) for m in ws.text_answer(["kept ", "lost", " late"], response_id="resp_1")]
+    for message in first[:3]:
+        proxy.websockets.message("ws-flow", False, message, True)
+    proxy.overloaded = True
+    proxy.websockets.message("ws-flow", False, first[3], True)  # counted, not sent
+    proxy.overloaded = False
+    for message in first[4:]:
+        proxy.websockets.message("ws-flow", False, message, True)
+    proxy.websockets.message("ws-flow", True, dumps(ws.response_create()), True)
+    for message in ws.text_answer(["next"], response_id="resp_2"):
+        proxy.websockets.message("ws-flow", False, dumps(message), True)
+    proxy.websockets.end("ws-flow", True, 1000, "")
+    got = events(hub)
+    streams = list(dict.fromkeys(e["stream"] for e in got))
+    assert len(streams) == 2
+    old, new = ([e for e in got if e["stream"] == s] for s in streams)
+    assert "".join(e["text"] for e in old if e["type"] == "text.delta") == "kept "
+    assert [e["type"] for e in old][-2:] == ["decode.error", "stream.abort"]
+    assert f"a WebSocket message ({len(first[3])} bytes) was not decoded" in old[-1]["message"]
+    assert "".join(e["text"] for e in new if e["type"] == "text.delta") == "next"
+    assert new[-1]["type"] == "stream.end"
+
+
 def test_the_chunks_of_a_window_go_in_one_write():
     async def scenario() -> None:
         proxy, hub = joined()

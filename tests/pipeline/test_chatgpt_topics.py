@@ -95,3 +95,16 @@ def test_link_keys_of_the_handoff_and_of_its_continuations():
         "conversation:c-2"]
     assert continuation_keys({"path": "/backend-api/f/conversation", "conversation_id": "c-2"}) == []
     assert topic_items({"type": "reply", "reply": {"catchups": "nope"}}) == []
+
+
+def test_a_skip_mid_topic_aborts_it_and_its_late_items_open_nothing():
+    fx = webapps.chatgpt_v1()
+    messages = webapps.chatgpt_topic_messages(fx.body, pieces=6, catchups=1)
+    tap = WebSocketTap("chatgpt_web")
+    rec = run(messages[:2], tap)
+    rec.take(tap.skip(2, 300, "the decoder process fell behind"))
+    for m in messages[4:]:
+        rec.take(tap.message(False, dumps(m)))
+    assert list(rec.streams) == [0] and fx.text.startswith(rec.text(0)) and rec.text(0) != fx.text
+    end = rec.terminal(0)
+    assert isinstance(end, StreamAbort) and end.by == "proxy" and "2 WebSocket messages" in end.message

@@ -325,6 +325,59 @@ def test_the_proxy_shutting_down_aborts_what_is_open():
     assert tap.abort("proxy", "again") == [] and tap.close(True, 1000) == []
 
 
+SKIPPED = "the decoder process fell behind: 3 WebSocket messages (120 bytes) were not decoded"
+
+
+def test_a_skip_aborts_the_open_answer_and_its_tail_never_runs_into_the_next():
+    tap = WebSocketTap("openai")
+    first = ws.text_answer(["kept ", "lost", " tail"], response_id="resp_1")
+    rec = converse(tap, [(True, ws.response_create()), *server(first[:3])])
+    rec.take(tap.skip(3, 120, "the decoder process fell behind"))
+    rec.take(sum((tap.message(False, dumps(e)) for e in first[5:]), []))  # the rest of the old answer
+    converse(tap, [(True, ws.response_create()), *server(ws.text_answer(["next"], response_id="resp_2"))], rec)
+    errors = [p for p in rec.streams[0] if isinstance(p, DecodeError)]
+    assert [e.message for e in errors] == [SKIPPED]
+    abort = rec.terminal(0)
+    assert isinstance(abort, StreamAbort) and abort.by == "proxy" and abort.message == SKIPPED
+    assert rec.text(0) == "kept " and rec.text(1) == "next" and sorted(rec.streams) == [0, 1]
+    assert isinstance(rec.terminal(1), StreamEnd)
+    assert tap.messages == 1 + 3 + 3 + len(first) - 5 + 1 + 4
+
+
+def test_a_skip_with_lanes_drops_each_lanes_tail_until_its_end():
+    tap = WebSocketTap("openai")
+    a = ws.text_answer(["a1", "a2"], response_id="resp_a", stream_id="A")
+    rec = converse(tap, [(True, ws.response_create(stream_id="A")), *server(a[:3])])
+    rec.take(tap.skip(3, 120, "the decoder process fell behind"))
+    rec.take(sum((tap.message(False, dumps(e)) for e in a[3:]), []))
+    assert sorted(rec.streams) == [0]  # the tail opened no stream of its own
+    converse(tap, [(True, ws.response_create(stream_id="A")), *server(ws.text_answer(["b"], stream_id="A"))], rec)
+    assert rec.text(0) == "a1" and rec.text(1) == "b" and isinstance(rec.terminal(1), StreamEnd)
+
+
+def test_a_skip_in_realtime_drops_the_aborted_answers_late_events():
+    tap = WebSocketTap("openai-realtime")
+    one = ws.realtime_answer("resp_1", parts=("Hel", "lo"))
+    rec = converse(tap, server(one[:2]))
+    rec.take(tap.skip(3, 120, "the decoder process fell behind"))
+    rec.take(sum((tap.message(False, dumps(e)) for e in one[2:]), []))
+    converse(tap, server(ws.realtime_answer("resp_2", parts=("new",))), rec)
+    assert sorted(rec.streams) == [0, 1] and rec.text(0) == "Hel" and rec.text(1) == "new"
+    assert isinstance(rec.terminal(0), StreamAbort) and isinstance(rec.terminal(1), StreamEnd)
+
+
+def test_a_skip_on_ws_json_is_a_decode_error_and_the_stream_goes_on():
+    tap = WebSocketTap("ws-json")
+    rec = Recorder()
+    rec.take(tap.start())
+    rec.take(tap.skip(3, 120, "the decoder process fell behind"))
+    rec.take(tap.message(False, b'{"after": 1}'))
+    rec.take(tap.close(True, 1000))
+    assert [type(p) for p in rec.streams[0]] == [DecodeError, Frame, StreamEnd]
+    assert rec.streams[0][0].message == SKIPPED and rec.terminal(0).totals["messages"] == 4
+    assert tap.skip(1, 1, "late") == []  # closed: nothing more
+
+
 def test_memory_per_connection_is_bounded_by_the_answers_in_flight():
     tap = WebSocketTap("openai")
     rec = Recorder()

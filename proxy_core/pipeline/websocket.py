@@ -249,9 +249,7 @@ class WebSocketTap:
                 continue
             out += [(answer, p) for p in answer.flush()]
             out.append((answer, answer.abort(by, f"{said} before the answer ended")))
-        self._lanes.clear()
-        self._by_id.clear()
-        self._topics.clear()
+        self._forget_open()
         return out
 
     def abort(self, by: str, message: str) -> list[Out]:
@@ -262,9 +260,7 @@ class WebSocketTap:
         out: list[Out] = []
         for answer in self.active:
             out.append((answer, answer.abort(by, message)))
-        self._lanes.clear()
-        self._by_id.clear()
-        self._topics.clear()
+        self._forget_open()
         return out
 
     def skip(self, messages: int, nbytes: int, why: str) -> list[Out]:
@@ -293,12 +289,16 @@ class WebSocketTap:
             out += [(answer, p) for p in answer.count([DecodeError(message, at)])]
             out.append((answer, answer.abort("proxy", message)))
         self._draining.update(lane for lane, queue in self._lanes.items() if queue)
-        self._lanes.clear()
         self._ended_ids.extend(self._by_id)
-        self._by_id.clear()
         self._ended_topics.extend(self._topics)
-        self._topics.clear()
+        self._forget_open()
         return out
+
+    def _forget_open(self) -> None:
+        """The open answers have each had their terminal event."""
+        self._lanes.clear()
+        self._by_id.clear()
+        self._topics.clear()
 
     # ---------------------------------------------------------------------------
 
